@@ -1,0 +1,66 @@
+"""The adapter seam: one async entry point from a canonical command to a canonical outcome.
+
+An adapter knows one agency protocol and nothing else: retries, rate limits, circuit breakers,
+persistence and metrics wrap it from the dispatcher. Third-party adapters plug in through the
+``gateway.adapters`` entry-point group, exactly as the in-tree ones do (docs/adapters.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from gateway.model.types import Action, AgencyKind, Command, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an adapter can do: the agency kind it serves, inquiry, and which control actions."""
+
+    kind: AgencyKind
+    inquiry: bool = True
+    actions: frozenset[Action] = frozenset()
+
+    def supports(self, command: Command) -> bool:
+        action = getattr(command, "action", None)
+        return self.inquiry if action is None else action in self.actions
+
+
+Checkpoint = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
+async def _no_checkpoint(_state: Mapping[str, Any]) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyCall:
+    """One attempt at a command.
+
+    ``resume`` is the state the adapter last checkpointed for this command (for example a query
+    or ticket id), so a poll resumes after a restart instead of starting again. ``checkpoint``
+    stores new state durably before the adapter goes on.
+    """
+
+    command: Command
+    attempt: int = 1
+    resume: Mapping[str, Any] = field(default_factory=dict)
+    checkpoint: Checkpoint = _no_checkpoint
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """What every agency adapter is.
+
+    ``execute`` returns a canonical outcome or raises one of ``gateway.errors``:
+    ``TransientError`` (with ``retry_after``), ``OutcomeUnknownError``, ``RejectedError``,
+    ``ResponseVerificationError`` or ``SignatureRejectedError``. It never retries by itself.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    async def execute(self, call: AgencyCall) -> Outcome: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,277 @@
+"""Moves stored work to the agencies: claim under a lease, call the adapter, record the outcome.
+
+One lane per agency, each with its own concurrency cap, so a slow or failing agency only ever
+fills its own lane. Retries live here and nowhere else: the adapter raises a typed error, the
+lane decides (``gateway.dispatch.policy``) and the store parks the item until its next attempt,
+so a retry survives a restart and keeps its request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.adapters.base import AgencyCall
+from gateway.adapters.registry import AdapterRegistry
+from gateway.config import GatewayConfig
+from gateway.dispatch.policy import Decision, decide
+from gateway.model.codec import control_command_from_json, inquiry_command_from_json, to_json
+from gateway.model.types import Command
+from gateway.store.base import (
+    Attempt,
+    Completion,
+    SecurityEvent,
+    Store,
+    WorkItem,
+    WorkKind,
+    WorkState,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class LaneStats:
+    """Counters an operator reads per agency (and the demo prints)."""
+
+    calls: int = 0
+    in_flight: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+class _Lane:
+    """The claim loop and the calls in flight for one agency."""
+
+    def __init__(self, dispatcher: Dispatcher, agency_id: str) -> None:
+        self.d = dispatcher
+        self.agency_id = agency_id
+        self.adapter = dispatcher.registry[agency_id]
+        self.limits = dispatcher.registry.config(agency_id).limits
+        self.slots = asyncio.Semaphore(self.limits.concurrency)
+        self.wake = asyncio.Event()
+        self.running: dict[asyncio.Task[None], WorkItem] = {}
+        self.stats = LaneStats()
+
+    async def run(self) -> None:
+        while not self.d.stopping:
+            await self._acquire_one()
+            if self.d.stopping:
+                self.slots.release()
+                break
+            free = 1
+            while free < self.d.config.claim_batch and not self.slots.locked():
+                await self.slots.acquire()
+                free += 1
+            try:
+                items = await self.d.store.claim(
+                    agency_id=self.agency_id, limit=free,
+                    lease_seconds=self.d.config.lease_seconds, now=self.d.clock(),
+                )
+            except Exception:  # store unreachable: keep the lane alive and try again shortly
+                log.exception("agency %s: claiming work failed", self.agency_id)
+                items = []
+            for _ in range(free - len(items)):
+                self.slots.release()
+            for item in items:
+                task = asyncio.create_task(self._run_item(item))
+                self.running[task] = item
+                task.add_done_callback(self._finished)
+            if not items:
+                await self._sleep_until_work()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            self.running.pop(task, None)
+
+    async def _acquire_one(self) -> None:
+        await self.slots.acquire()
+
+    async def _sleep_until_work(self) -> None:
+        """Sleep until woken by new work, the next parked retry, or the idle poll interval
+        (which also picks up leases that expired under a dead worker)."""
+        timeout = self.d.idle_poll
+        ready_at = await self.d.store.next_ready_at(self.agency_id)
+        if ready_at is not None:
+            timeout = min(timeout, max(0.0, (ready_at - self.d.clock()).total_seconds()))
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=max(timeout, 0.005))
+
+    async def _run_item(self, item: WorkItem) -> None:
+        try:
+            completion, event = await self._attempt(item)
+            if event is not None:
+                await self.d.store.record_security_event(event)
+            await self.d.complete(completion)
+            self.stats.outcomes[completion.attempt.outcome] += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never let one item kill the lane; its lease expires and it is retried
+            log.exception("agency %s: recording work item %s failed", self.agency_id, item.work_id)
+        finally:
+            self.slots.release()
+
+    async def _attempt(self, item: WorkItem) -> tuple[Completion, SecurityEvent | None]:
+        started = self.d.clock()
+        attempt_no = item.attempts + 1
+        if started >= item.deadline_at:
+            decision = Decision.deadline(item.deadline_at)
+            return self._completion(item, started, decision), None
+        command = _command(item)
+
+        async def checkpoint(state: Mapping[str, Any]) -> None:
+            await self.d.store.save_checkpoint(item.work_id, item.lease_token, state)
+
+        call = AgencyCall(command=command, attempt=attempt_no, resume=item.checkpoint,
+                          checkpoint=checkpoint)
+        self.stats.calls += 1
+        self.stats.in_flight += 1
+        t0 = time.perf_counter()
+        try:
+            outcome = await self.adapter.execute(call)
+        except Exception as exc:  # the adapter's typed errors; anything else counts as transient
+            decision = decide(exc, attempt_no, self.limits, now=self.d.clock(),
+                              deadline=item.deadline_at)
+        else:
+            decision = Decision.done(to_json(outcome))
+        finally:
+            self.stats.in_flight -= 1
+            self.d.latency.append(time.perf_counter() - t0)
+        event = None
+        if decision.security:
+            event = SecurityEvent(at=self.d.clock(), agency_id=self.agency_id,
+                                  kind=decision.security, detail=decision.message or "",
+                                  work_id=item.work_id)
+            log.warning("security event at agency %s: %s (%s)", self.agency_id,
+                        decision.security, decision.message)
+        return self._completion(item, started, decision), event
+
+    def _completion(self, item: WorkItem, started: dt.datetime, d: Decision) -> Completion:
+        attempt = Attempt(started_at=started, finished_at=self.d.clock(), outcome=d.outcome,
+                          error_class=d.error_class, error_code=d.error_code, message=d.message)
+        return Completion(work_id=item.work_id, lease_token=item.lease_token, state=d.state,
+                          attempt=attempt, result=d.result, error=d.error,
+                          next_attempt_at=d.next_attempt_at)
+
+
+def _command(item: WorkItem) -> Command:
+    if item.kind is WorkKind.INQUIRY:
+        return inquiry_command_from_json(item.command, item.request_id)
+    return control_command_from_json(item.command)
+
+
+class Dispatcher:
+    """Runs one lane per configured agency until stopped.
+
+    Completions are written in small groups by one flusher task: one transaction records many
+    outcomes, which is what keeps a durable store off the critical path of every agency call.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: Store,
+        registry: AdapterRegistry,
+        *,
+        clock: Clock = utcnow,
+        idle_poll: float = 1.0,
+        flush_interval: float = 0.005,
+    ) -> None:
+        self.config, self.store, self.registry = config, store, registry
+        self.clock = clock
+        self.idle_poll = idle_poll
+        self.flush_interval = flush_interval
+        self.stopping = False
+        self.lanes = {agency_id: _Lane(self, agency_id) for agency_id in registry}
+        self.latency: list[float] = []
+        self._pending: list[tuple[Completion, asyncio.Future[None]]] = []
+        self._flush_wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def notify(self, agency_ids: set[str] | None = None) -> None:
+        """New work was committed for these agencies (all when None): wake their lanes."""
+        for agency_id, lane in self.lanes.items():
+            if agency_ids is None or agency_id in agency_ids:
+                lane.wake.set()
+
+    async def start(self) -> None:
+        self.stopping = False
+        self._tasks = [asyncio.create_task(self._flusher(), name="dispatch-flusher")]
+        self._tasks += [asyncio.create_task(lane.run(), name=f"lane-{lane.agency_id}")
+                        for lane in self.lanes.values()]
+
+    async def complete(self, completion: Completion) -> None:
+        """Queue a completion for the next group write and wait until it is durable."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((completion, fut))
+        if len(self._pending) >= self.config.claim_batch:
+            self._flush_wake.set()
+        await fut
+
+    async def _flusher(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_wake.wait(), timeout=self.flush_interval)
+            self._flush_wake.clear()
+            if not self._pending:
+                if self.stopping and not any(lane.running for lane in self.lanes.values()):
+                    return
+                continue
+            batch, self._pending = self._pending, []
+            try:
+                await self.store.complete([c for c, _ in batch])
+            except Exception as exc:  # the items keep their leases; they expire and are retried
+                log.exception("recording %d completions failed", len(batch))
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+            else:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; let calls in flight finish for up to ``grace`` seconds; give the
+        leases of the rest back so the next start picks them up at once."""
+        self.stopping = True
+        for lane in self.lanes.values():
+            lane.wake.set()
+        lane_loops = self._tasks[1:]
+        in_flight = [t for lane in self.lanes.values() for t in lane.running]
+        unfinished: list[str] = []
+        if in_flight:
+            _done, pending = await asyncio.wait(in_flight, timeout=grace)
+            for lane in self.lanes.values():
+                unfinished += [lane.running[t].lease_token for t in pending if t in lane.running]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in lane_loops:
+            task.cancel()
+        await asyncio.gather(*lane_loops, return_exceptions=True)
+        self._flush_wake.set()
+        if self._tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._tasks[0], timeout=5.0)
+            self._tasks[0].cancel()
+        if unfinished:
+            await self.store.release(sorted(set(unfinished)))
+        for lane in self.lanes.values():
+            lane.running.clear()
+        self._tasks = []
+
+    def stats(self) -> dict[str, LaneStats]:
+        return {agency_id: lane.stats for agency_id, lane in self.lanes.items()}

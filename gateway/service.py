@@ -1,0 +1,89 @@
+"""Assembles one gateway process: store, adapters, dispatcher and API, started and stopped together.
+
+``gateway serve`` runs it until SIGTERM; tests and the demo start it on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from gateway.adapters.registry import AdapterRegistry
+from gateway.api.app import create_app
+from gateway.config import GatewayConfig
+from gateway.dispatch.dispatcher import Dispatcher
+from gateway.store import open_store
+from gateway.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """A running gateway. ``start`` opens the store (migrating it) before accepting requests."""
+
+    def __init__(self, config: GatewayConfig, *, idle_poll: float = 1.0) -> None:
+        self.config = config
+        self.idle_poll = idle_poll
+        self.store: Store | None = None
+        self.registry: AdapterRegistry | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._runner: web.AppRunner | None = None
+        self.port: int = config.port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    async def start(self) -> None:
+        self.registry = AdapterRegistry.from_config(self.config)
+        self.store = open_store(self.config.store_url)
+        await self.store.open()
+        self.dispatcher = Dispatcher(self.config, self.store, self.registry,
+                                     idle_poll=self.idle_poll)
+        app = create_app(self.config, self.store, self.registry,
+                         on_new_work=self.dispatcher.notify)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        server = site._server  # the bound socket tells the port when 0 was asked for
+        if server is not None and getattr(server, "sockets", None):
+            self.port = server.sockets[0].getsockname()[1]
+        await self.dispatcher.start()
+        log.info("gateway listening on %s with %d agencies", self.url, len(self.registry))
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking requests, let calls in flight finish within ``grace``, close the store."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.dispatcher is not None:
+            await self.dispatcher.stop(grace)
+            self.dispatcher = None
+        if self.registry is not None:
+            await self.registry.aclose()
+            self.registry = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+
+async def serve(config: GatewayConfig, *, grace: float = 10.0) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    gateway = Gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await gateway.start()
+    print(f"gateway listening on {gateway.url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down (grace %.0f s)", grace)
+        await gateway.stop(grace)

@@ -1,0 +1,138 @@
+"""Synthetic data and fixtures for tests and demos, public so integrators can use what we use.
+
+Everything is generated from a seed: valid identifiers (with their check characters), case
+numbers that match the court, document references with real digests, and mock-agency fixtures
+in the agencies' published format (README §10) where a share of the subjects hold assets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import string
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.model.rules import check_character_resident, check_character_uscc, court_designator
+
+DEMO_COURT = {"code": "110105", "name": "示例区人民法院"}
+DEMO_OFFICER = {"name": "王明", "credentialNo": "J110105000123"}
+_USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_VIN_ALPHABET = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+_PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+_GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂"
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticSubject:
+    id_type: str
+    id_number: str
+    name: str
+
+    def wire(self) -> dict[str, str]:
+        return {"idType": self.id_type, "idNumber": self.id_number, "name": self.name}
+
+
+def resident_id(rng: random.Random) -> str:
+    region = rng.choice(["110105", "110108", "310115", "440305", "320102"])
+    birth = f"{rng.randint(1950, 2004)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+    first17 = f"{region}{birth}{rng.randint(0, 999):03d}"
+    return first17 + check_character_resident(first17)
+
+
+def uscc(rng: random.Random) -> str:
+    body = "91" + "110105" + "".join(rng.choice(_USCC_ALPHABET) for _ in range(9))
+    return body + check_character_uscc(body)
+
+
+def subjects(n: int, *, seed: int = 1) -> list[SyntheticSubject]:
+    """``n`` distinct subjects, about a fifth of them companies."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    out: list[SyntheticSubject] = []
+    while len(out) < n:
+        if rng.random() < 0.2:
+            s = SyntheticSubject("USCC", uscc(rng), f"示例{rng.choice(_GIVEN)}{rng.choice(_GIVEN)}有限公司")
+        else:
+            s = SyntheticSubject("RESIDENT_ID", resident_id(rng),
+                                 rng.choice(_SURNAMES) + rng.choice(_GIVEN) + rng.choice(_GIVEN))
+        if s.id_number not in seen:
+            seen.add(s.id_number)
+            out.append(s)
+    return out
+
+
+def document(kind: str, case_seq: int) -> dict[str, str]:
+    """A document reference whose digest is that of real (tiny, synthetic) PDF bytes."""
+    pdf = f"%PDF-1.4\n% SYNTHETIC {kind} case {case_seq}\n%%EOF\n".encode()
+    return {"documentId": f"{kind.upper()}-2026-{case_seq:06d}",
+            "sha256": hashlib.sha256(pdf).hexdigest()}
+
+
+def case_no(court_code: str, seq: int, year: int = 2026) -> str:
+    return f"({year}){court_designator(court_code)}执{seq}号"
+
+
+def inquiry_items(people: list[SyntheticSubject], *, court_code: str = DEMO_COURT["code"]
+                  ) -> Iterator[dict[str, Any]]:
+    """Batch items in the API's wire form, one case per subject."""
+    for i, s in enumerate(people, 1):
+        yield {"ref": f"subject-{i}", "caseNo": case_no(court_code, i),
+               "subject": s.wire(), "documents": {"assistanceNotice": document("notice", i)}}
+
+
+def vin(rng: random.Random) -> str:
+    return "L" + "".join(rng.choice(_VIN_ALPHABET) for _ in range(16))
+
+
+def plate(rng: random.Random) -> str:
+    return "京" + rng.choice(_PLATE_LETTERS) + "".join(
+        rng.choice(string.digits + _PLATE_LETTERS) for _ in range(5))
+
+
+def vrs_fixture(
+    people: list[SyntheticSubject],
+    callers: list[Mapping[str, Any]],
+    *,
+    seed: int = 1,
+    hit_ratio: float = 0.3,
+    pending_polls: int = 1,
+    retry_after_seconds: int = 1,
+) -> dict[str, Any]:
+    """A VRS fixture (spec §8) where about ``hit_ratio`` of the subjects own one or two vehicles,
+    some of them already seized by another court or mortgaged."""
+    rng = random.Random(seed)
+    vehicles: list[dict[str, Any]] = []
+    for s in people:
+        if rng.random() >= hit_ratio:
+            continue
+        for _ in range(1 if rng.random() < 0.7 else 2):
+            v: dict[str, Any] = {
+                "vin": vin(rng), "plate": plate(rng), "make": "示例汽车",
+                "model": rng.choice(["EX1", "EX3", "EX5", "EX7"]),
+                "registeredOn": f"{rng.randint(2012, 2025)}-{rng.randint(1, 12):02d}-"
+                                f"{rng.randint(1, 28):02d}",
+                "status": "NORMAL", "owner": s.id_number, "mortgages": [], "seizures": [],
+            }
+            if rng.random() < 0.2:
+                v["mortgages"].append({"rank": 1, "mortgagee": "示例银行示例支行",
+                                       "effectiveOn": v["registeredOn"]})
+            if rng.random() < 0.1:
+                v["seizures"].append({
+                    "seizureId": f"SZ-FX-{len(vehicles):06d}",
+                    "authority": {"name": "示例新区人民法院", "courtCode": "310115"},
+                    "caseNo": "(2025)沪0115执567号", "status": "ACTIVE",
+                    "effectiveOn": "today-30", "seizedUntil": "today+699"})
+            vehicles.append(v)
+    return {
+        "fixtureVersion": 1,
+        "agency": "VRS",
+        "agencyName": "示例市车辆管理所",
+        "callers": list(callers),
+        "subjects": [s.wire() for s in people],
+        "vehicles": vehicles,
+        "behaviour": {"pendingPolls": pending_polls, "retryAfterSeconds": retry_after_seconds,
+                      "inject": []},
+    }
