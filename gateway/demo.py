@@ -46,9 +46,10 @@ def free_port() -> int:
 
 
 async def _start(name: str, args: list[str], log: Path) -> _Proc:
-    out = log.open("wb")
-    proc = await asyncio.create_subprocess_exec(*args, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                                                start_new_session=True)
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        proc = await asyncio.create_subprocess_exec(*args, stdout=out,
+                                                    stderr=asyncio.subprocess.STDOUT,
+                                                    start_new_session=True)
     return _Proc(name, proc, log)
 
 

@@ -10,6 +10,8 @@ calls the library, so the dispatcher decides on retries from the class alone::
     ├── ConflictError              same id, different content
     └── AgencyError                something went wrong talking to an agency
         ├── TransientError         safe to resend the same request (same request id), after retry_after
+        │   ├── ResultPendingError        the agency accepted the work and has no result yet: ask
+        │   │                             again later (not a failure: uses no attempt)
         │   ├── OutcomeUnknownError       sent, no answer: resend only with the same request id
         │   │                             (also a TimeoutError where it was one)
         │   └── ResponseVerificationError the agency's answer failed our checks; discarded   [security]
@@ -88,6 +90,13 @@ class TransientError(AgencyError):
     ) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+
+
+class ResultPendingError(TransientError):
+    """The agency is still working (a pending query or ticket); poll again after retry_after.
+
+    Not a failure: it does not count against the attempt budget, only against the deadline.
+    """
 
 
 class OutcomeUnknownError(TransientError):

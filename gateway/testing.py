@@ -7,10 +7,12 @@ in the agencies' published format (README §10) where a share of the subjects ho
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
+import socket
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,3 +138,41 @@ def vrs_fixture(
         "behaviour": {"pendingPolls": pending_polls, "retryAfterSeconds": retry_after_seconds,
                       "inject": []},
     }
+
+
+@dataclass
+class RunningMock:
+    """A mock agency serving on loopback: its base URL and its in-process state."""
+
+    url: str
+    app: Any  # aiohttp web.Application
+    state: Any  # e.g. mock_agencies.vrs.server.VrsMock
+
+
+@contextlib.asynccontextmanager
+async def mock_vrs(
+    fixture: Mapping[str, Any] | str,
+    signing_key: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    **kwargs: Any,
+) -> AsyncIterator[RunningMock]:
+    """Serve the mock vehicle registry on a loopback port for the duration of the block."""
+    from aiohttp import web
+
+    from mock_agencies.vrs.server import VRS_KEY, create_app
+
+    sock = socket.socket()
+    sock.bind((host, port))
+    bound = sock.getsockname()[1]
+    url = f"http://{host}:{bound}"
+    app = create_app(fixture, signing_key, url, **kwargs)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.SockSite(runner, sock)
+    await site.start()
+    try:
+        yield RunningMock(url=url, app=app, state=app[VRS_KEY])
+    finally:
+        await runner.cleanup()

@@ -18,6 +18,7 @@ from gateway.config import Limits
 from gateway.errors import (
     OutcomeUnknownError,
     RejectedError,
+    ResultPendingError,
     ResponseVerificationError,
     SecurityError,
     SignatureRejectedError,
@@ -94,9 +95,11 @@ def decide(
     # Transient (including outcome unknown and responses that failed our verification), or an
     # unexpected exception: resending the same request id is safe for all of them.
     outcome = "unknown" if isinstance(exc, OutcomeUnknownError) else "transient"
+    if isinstance(exc, ResultPendingError):
+        outcome = "pending"
     if security:
         outcome = "security"
-    if attempt_no >= limits.max_attempts:
+    if attempt_no >= limits.max_attempts and not isinstance(exc, ResultPendingError):
         error = {**error, "message": f"gave up after {attempt_no} attempts: {message}"}
         return Decision(state=WorkState.FAILED, outcome=outcome, error=error,
                         error_class=error_class, error_code=code, message=message,

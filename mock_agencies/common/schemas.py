@@ -1,0 +1,75 @@
+"""JSON Schema validation with ECMA-262 anchors, for OpenAPI request bodies and fixtures.
+
+The ``jsonschema`` package matches ``pattern`` with Python's ``re.search``, where a final ``$``
+also matches before a trailing newline: ``"LS5A3DBE3NB123456\\n"`` would pass the VIN pattern.
+JSON Schema means ECMA-262 semantics, so a trailing ``$`` is read as ``\\Z`` here; agencies
+reject schema violations (VRS §1, VRS-01), and a mock that is laxer than the spec would hide
+court-side bugs.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError, best_match
+
+__all__ = ["StrictValidator", "component_validator", "describe_error", "load_openapi"]
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(pattern: str) -> re.Pattern[str]:
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _strict_pattern(
+    validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and _compile(pattern).search(instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+StrictValidator = validators.extend(Draft202012Validator, {"pattern": _strict_pattern})
+
+
+@functools.lru_cache(maxsize=8)
+def load_openapi(path: str | Path) -> dict[str, Any]:
+    """Parse an OpenAPI YAML file once per process (the file ships in the package)."""
+    with open(path, encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    if not isinstance(doc, dict) or "components" not in doc:
+        raise ValueError(f"{path}: not an OpenAPI document with components")
+    return doc
+
+
+def component_validator(openapi: Mapping[str, Any], name: str) -> Any:
+    """A validator for ``#/components/schemas/<name>`` with every sibling schema resolvable."""
+    schemas = openapi["components"]["schemas"]
+    if name not in schemas:
+        raise KeyError(f"no schema {name!r} in components/schemas")
+    root = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": schemas}}
+    return StrictValidator(root)
+
+
+def describe_error(errors: Iterator[ValidationError] | list[ValidationError]) -> str | None:
+    """One line naming the offending member (``documents.ruling.sha256: ...``), or None."""
+    error = best_match(errors)
+    if error is None:
+        return None
+    path = json_path(error.absolute_path)
+    return f"{path or '(body)'}: {error.message}"
+
+
+def json_path(parts: Any) -> str:
+    """``['vehicles', 1, 'plate']`` → ``vehicles[1].plate``."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

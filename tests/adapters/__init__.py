@@ -1,0 +1,1 @@
+"""Tests of the agency adapters, one package per agency (mirrors gateway/adapters/)."""

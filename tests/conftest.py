@@ -1,0 +1,66 @@
+"""Shared test helpers: real keys from tests/data, a gateway started in-process on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.client import GatewayClient
+from gateway.config import GatewayConfig, parse_config
+from gateway.service import Gateway
+
+DATA = Path(__file__).parent / "data"
+IN_CI = os.environ.get("CI") == "true"
+TOKEN = "test-token-for-court-110105"
+OTHER_TOKEN = "test-token-for-court-310115"
+
+
+def need(condition: bool, what: str) -> None:
+    """Skip when a system tool or server is missing outside CI; in CI that is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI (.ci/run provides it)")
+    pytest.skip(f"{what} is not available here")
+
+
+def gateway_config(tmp_path: Path, agencies: list[Mapping[str, Any]], **gateway: Any
+                   ) -> GatewayConfig:
+    data = {
+        "gateway": {"host": "127.0.0.1", "port": 0, "lease_seconds": 5, **gateway},
+        "store": {"url": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"},
+        "callers": [
+            {"id": "court-110105", "token": TOKEN, "courts": ["110105"]},
+            {"id": "court-310115", "token": OTHER_TOKEN, "courts": ["310115"]},
+        ],
+        "agencies": list(agencies),
+    }
+    return parse_config(data, tmp_path)
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(config: GatewayConfig, **kw: Any) -> AsyncIterator[Gateway]:
+    gw = Gateway(config, idle_poll=kw.pop("idle_poll", 0.2), **kw)
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop(grace=2.0)
+
+
+async def wait_done(client: GatewayClient, batch_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = await client.batch(batch_id)
+        if batch["state"] == "done":
+            return dict(batch)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"batch {batch_id} not done after {timeout} s: {batch}")
+        await asyncio.sleep(0.05)
