@@ -129,22 +129,29 @@ async def _submit(args: argparse.Namespace) -> int:
 
 async def follow(client: GatewayClient, batch_id: str, *, interval: float = 0.5,
                  stream: Any = None) -> dict[str, Any]:
-    """Show a progress bar until every agency call of the batch is done or failed."""
+    """Show progress until every agency call of the batch is done or failed: a bar redrawn in
+    place on a terminal, a line every few seconds otherwise (logs, CI)."""
     stream = stream or sys.stderr
-    started = time.monotonic()
+    tty = bool(getattr(stream, "isatty", lambda: False)())
+    started = last_line = time.monotonic()
     while True:
         batch = await client.batch(batch_id)
-        total = int(batch["totals"]["done"]) + int(batch["totals"]["failed"]) + int(
-            batch["totals"]["pending"])
-        finished = int(batch["totals"]["done"]) + int(batch["totals"]["failed"])
+        totals = batch["totals"]
+        finished = int(totals["done"]) + int(totals["failed"])
+        total = finished + int(totals["pending"])
         width = 30
         filled = width * finished // total if total else width
         rate = finished / max(time.monotonic() - started, 1e-9)
-        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {finished}/{total} calls "
-                     f"({batch['totals']['failed']} failed) {rate:.0f}/s ")
+        text = (f"[{'#' * filled}{'.' * (width - filled)}] {finished}/{total} calls "
+                f"({totals['failed']} failed) {rate:.0f}/s")
+        done = batch["state"] == "done"
+        if tty:
+            stream.write("\r" + text + ("\n" if done else ""))
+        elif done or time.monotonic() - last_line >= 3.0:
+            stream.write(text + "\n")
+            last_line = time.monotonic()
         stream.flush()
-        if batch["state"] == "done":
-            stream.write("\n")
+        if done:
             return dict(batch)
         await asyncio.sleep(interval)
 

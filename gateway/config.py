@@ -163,7 +163,9 @@ def _limits(table: Mapping[str, Any], prefix: str, kind: AgencyKind, base: Path)
     limits = Limits(
         concurrency=r.positive("concurrency", 16, integer=True),
         rate_per_second=float(rate),
-        burst=r.positive("burst", max(1, int(rate)), integer=True),
+        # A small default burst spreads requests evenly, so network jitter cannot bunch them
+        # into a burst the agency's own bucket refuses.
+        burst=r.positive("burst", max(1, int(rate // 5)), integer=True),
         connect_timeout=float(r.positive("connect_timeout", 5.0)),
         total_timeout=float(r.positive("total_timeout", 30.0)),
         max_attempts=r.positive("max_attempts", 5, integer=True),

@@ -2,9 +2,9 @@
 """Measure the VRS signature path against raw Ed25519 and the http_message_signatures library.
 
 The budget is well under 100 µs per sign+verify pair on top of the raw Ed25519 cost; the
-"no-crypto" column measures exactly that, with Ed25519 replaced by no-ops. Every path signs and verifies the same
-message: a 1289-byte POST /v2/seizures body (the size of the create-seizure example) and its
-201 response. Run from the repository root::
+"no-crypto" column measures exactly that, with Ed25519 replaced by no-ops. Every path signs and
+verifies the same message: a 1289-byte POST /v2/seizures body (the size of the create-seizure
+example) and its 201 response. Times are CPU time, best of five runs. From the repository root::
 
     .venv/bin/python scripts/bench_httpsig.py [--seconds 0.5]
 """
@@ -28,15 +28,15 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.security.digest import content_digest  # noqa: E402
-from gateway.security.httpsig import (  # noqa: E402
+from gateway.security.digest import content_digest
+from gateway.security.httpsig import (
     REQUEST_COMPONENTS_WITH_BODY,
     RESPONSE_COMPONENTS,
     Signer,
     Verifier,
     request_signature_member,
 )
-from gateway.security.keys import jwk_thumbprint  # noqa: E402
+from gateway.security.keys import jwk_thumbprint
 
 URI = "https://vrs.registry.example/v2/seizures"
 REQUEST_BODY = b'{"court": {"code": "110105"}, "pad": "' + b"x" * 1250 + b'"}'
@@ -142,9 +142,12 @@ def main() -> None:
     as_received = CIMultiDictProxy(CIMultiDict(signed_request))  # what aiohttp hands a handler
     binding = request_signature_member(signed_request)
     signed_response = response_headers | agency_signer.sign_response(
-        201, response_headers, request_method="POST", request_target_uri=URI,
+        201,
+        response_headers,
+        request_method="POST",
+        request_target_uri=URI,
         request_signature=binding,
-    )  # fmt: skip
+    )
     response_received = CIMultiDictProxy(CIMultiDict(signed_response))
     registry_verifier = Verifier({court_id: court.public_key()})  # nonce cache off: same message
     court_verifier = Verifier({agency_id: agency.public_key()})
@@ -154,13 +157,20 @@ def main() -> None:
             "POST", URI, as_received, REQUEST_BODY
         ),
         "sign response": lambda: agency_signer.sign_response(
-            201, response_headers, request_method="POST", request_target_uri=URI,
+            201,
+            response_headers,
+            request_method="POST",
+            request_target_uri=URI,
             request_signature=binding,
-        ),  # fmt: skip
+        ),
         "verify response": lambda: court_verifier.verify_response(
-            201, response_received, RESPONSE_BODY, request_method="POST", request_target_uri=URI,
+            201,
+            response_received,
+            RESPONSE_BODY,
+            request_method="POST",
+            request_target_uri=URI,
             request_signature=binding,
-        ),  # fmt: skip
+        ),
     }
 
     # --- http_message_signatures ---------------------------------------------------------------
@@ -176,10 +186,17 @@ def main() -> None:
     def lib_sign(message: Any, keyid: str, components: tuple[str, ...], body: bytes) -> None:
         now = datetime.datetime.now(datetime.UTC)
         lib_signer.sign(
-            message, key_id=keyid, created=now, expires=now + datetime.timedelta(seconds=300),
-            nonce="IsJ-f5gDQz7_X4W8TDwBhQ" if keyid == court_id else None, label="sig1",
-            tag="vrs-v2", covered_component_ids=components, body=body, use_existing_digest=True,
-        )  # fmt: skip
+            message,
+            key_id=keyid,
+            created=now,
+            expires=now + datetime.timedelta(seconds=300),
+            nonce="IsJ-f5gDQz7_X4W8TDwBhQ" if keyid == court_id else None,
+            label="sig1",
+            tag="vrs-v2",
+            covered_component_ids=components,
+            body=body,
+            use_existing_digest=True,
+        )
 
     lib_sign(lib_request, court_id, REQUEST_COMPONENTS_WITH_BODY, REQUEST_BODY)
     lib_sign(lib_response, agency_id, RESPONSE_COMPONENTS, RESPONSE_BODY)
@@ -188,52 +205,68 @@ def main() -> None:
             lib_request, court_id, REQUEST_COMPONENTS_WITH_BODY, REQUEST_BODY
         ),
         "verify request": lambda: lib_verifier.verify(
-            lib_request, expect_tag="vrs-v2", body=REQUEST_BODY,
+            lib_request,
+            expect_tag="vrs-v2",
+            body=REQUEST_BODY,
             require_components=REQUEST_COMPONENTS_WITH_BODY,
-        ),  # fmt: skip
+        ),
         "sign response": lambda: lib_sign(
             lib_response, agency_id, RESPONSE_COMPONENTS, RESPONSE_BODY
         ),
         "verify response": lambda: lib_verifier.verify(
-            lib_response, expect_tag="vrs-v2", body=RESPONSE_BODY,
+            lib_response,
+            expect_tag="vrs-v2",
+            body=RESPONSE_BODY,
             require_components=RESPONSE_COMPONENTS,
-        ),  # fmt: skip
+        ),
     }
     for run in (*ours.values(), *library.values()):
         run()  # every path works before it is timed
 
     # The profile's own cost, measured directly rather than as a difference of two noisy
     # timings: the same Signer/Verifier code with Ed25519 replaced by no-ops.
-    null_court, null_agency = NullPrivateKey(court), NullPrivateKey(agency)
-    null_signed = request_headers | Signer(null_court).sign_request("POST", URI, request_headers)
+    null_court, null_agency = Signer(NullPrivateKey(court)), Signer(NullPrivateKey(agency))
+    null_signed = request_headers | null_court.sign_request("POST", URI, request_headers)
     null_binding = request_signature_member(null_signed)
-    null_response = response_headers | Signer(null_agency).sign_response(
-        201, response_headers, request_method="POST", request_target_uri=URI,
+    null_response = response_headers | null_agency.sign_response(
+        201,
+        response_headers,
+        request_method="POST",
+        request_target_uri=URI,
         request_signature=null_binding,
-    )  # fmt: skip
+    )
     null_registry = Verifier({court_id: NullPublicKey(court.public_key())})
     null_court_verifier = Verifier({agency_id: NullPublicKey(agency.public_key())})
     null_received = CIMultiDictProxy(CIMultiDict(null_signed))
     null_response_received = CIMultiDictProxy(CIMultiDict(null_response))
     profile_only: dict[str, Callable[[], Any]] = {
-        "sign request": lambda: Signer(null_court).sign_request("POST", URI, request_headers),
+        "sign request": lambda: null_court.sign_request("POST", URI, request_headers),
         "verify request": lambda: null_registry.verify_request(
             "POST", URI, null_received, REQUEST_BODY
         ),
-        "sign response": lambda: Signer(null_agency).sign_response(
-            201, response_headers, request_method="POST", request_target_uri=URI,
+        "sign response": lambda: null_agency.sign_response(
+            201,
+            response_headers,
+            request_method="POST",
+            request_target_uri=URI,
             request_signature=null_binding,
-        ),  # fmt: skip
+        ),
         "verify response": lambda: null_court_verifier.verify_response(
-            201, null_response_received, RESPONSE_BODY, request_method="POST",
-            request_target_uri=URI, request_signature=null_binding,
-        ),  # fmt: skip
+            201,
+            null_response_received,
+            RESPONSE_BODY,
+            request_method="POST",
+            request_target_uri=URI,
+            request_signature=null_binding,
+        ),
     }
     for run in profile_only.values():
         run()
 
-    print(f"Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}; CPU µs per operation "
-          f"(best of 5 runs of ~{seconds} s)")  # fmt: skip
+    print(
+        f"Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}; CPU µs per operation "
+        f"(best of 5 runs of ~{seconds} s)"
+    )
     header = f"{'operation':<16} {'ours µs':>8} {'ours /s':>8} {'no-crypto µs':>13} "
     print(header + f"{'library µs':>11} {'library /s':>11} {'speed-up':>9}")
     over: dict[str, float] = {}

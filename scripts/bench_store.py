@@ -1,4 +1,4 @@
-"""Micro-benchmark of the store's hot path: claims and completions per second, SQLite and PostgreSQL.
+"""Micro-benchmark of the store's hot path: claims and completions per second, both backends.
 
 Each work item costs one share of a claim and one completion, as in the dispatcher: a worker
 claims up to ``--group`` items, then completes them all DONE in one call. Also times storing
@@ -58,7 +58,8 @@ async def bench(name: str, store: SqlStore, items: int, group: int, workers: int
     try:
         t0 = time.perf_counter()
         record, _ = await store.create_batch(
-            NewBatch("bench", "b-1", "110105", '{"courtCode":"110105"}'), _items(items),
+            NewBatch("bench", "b-1", "110105", '{"courtCode":"110105"}'),
+            _items(items),
             deadline_at=DEADLINE,
         )
         stored = time.perf_counter() - t0
@@ -71,7 +72,8 @@ async def bench(name: str, store: SqlStore, items: int, group: int, workers: int
         (progress,) = await store.batch_progress(record.pk)
         assert progress.done == items
         print(
-            f"{name:10} store batch {items} items: {stored:5.2f} s ({items / stored:8.0f} items/s) | "
+            f"{name:10} store batch {items} items: {stored:5.2f} s "
+            f"({items / stored:8.0f} items/s) | "
             f"claim+complete, {workers} worker(s), groups of {group}: {wall:5.2f} s = "
             f"{items / wall:7.0f} items/s (each a claim share + a completion); "
             f"time in claim {timings['claim']:.2f} s, in complete {timings['complete']:.2f} s "

@@ -28,6 +28,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.config import AgencyConfig
+from gateway.protocols.throttle import TokenBucket
 from gateway.errors import (
     ConfigError,
     GatewayError,
@@ -129,6 +130,7 @@ class RestTransport:
         # Loaded now, not at first use, so bad TLS files fail at start-up with the key named.
         self._ssl = _ssl_context(agency)
         self._session: aiohttp.ClientSession | None = None
+        self.throttle = TokenBucket(agency.limits.rate_per_second, agency.limits.burst)
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily: an aiohttp session binds to the running loop, and adapters are
@@ -183,6 +185,7 @@ class RestTransport:
         # encoded=True: the path goes on the request line exactly as given (and as signed).
         url = URL(self.base_url + path_and_query, encoded=True)
         session = self._get_session()
+        await self.throttle.acquire()  # before the timeout starts: waiting here is not the agency
         try:
             async with session.request(
                 method,

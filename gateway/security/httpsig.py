@@ -2,10 +2,10 @@
 
 Both ends of the VRS link use it: the court gateway signs requests and verifies responses, the
 mock registry verifies requests and signs responses. The profile is fixed (VRS §5), so the
-signature base is built here directly with string joins, which is several times faster than a
-general RFC 9421 engine; the ``Signature`` and ``Signature-Input`` structured fields are still
-parsed and serialised by ``http_sfv``, never by hand or by regular expressions. The tests
-cross-check every message against the independent ``http_message_signatures`` library.
+signature base is built here directly with string joins (2-13 times faster than a general
+RFC 9421 engine: scripts/bench_httpsig.py); the ``Signature`` and ``Signature-Input`` structured
+fields are still parsed and serialised by ``http_sfv``, never by hand or by regular expressions.
+The tests cross-check every message against the independent ``http_message_signatures``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
@@ -361,8 +361,9 @@ class Signer:
         return self._signed(profile, values, profile.inner + params)
 
 
-@dataclass(frozen=True, slots=True)
-class _Parsed:
+class _Parsed(NamedTuple):
+    """What check 1 extracted: built per message, so a NamedTuple (cheaper than a dataclass)."""
+
     keyid: str
     nonce: str
     created: int
@@ -388,17 +389,8 @@ def _parse(found: Mapping[str, str], profile: _Profile, other: _Profile | None) 
     if list(inputs) != [LABEL] or list(signatures) != [LABEL]:
         raise _invalid(f"exactly one signature labelled {LABEL} is required")
     member = inputs[LABEL]
-    shape = (
-        [(i.value, tuple(i.params.items())) for i in member]
-        if isinstance(member, InnerList)
-        else []
-    )
-    if not isinstance(member, InnerList) or tuple(shape) != profile.shape:
-        if other is not None and tuple(shape) == other.shape:  # VRS-08
-            if profile is _RESPONSE:
-                raise _invalid("wrong request binding: the response does not cover our signature")
-            raise _invalid("wrong request binding: the response covers a signature we did not send")
-        raise _invalid(f"covered components must be exactly {profile.inner}")
+    if not isinstance(member, InnerList):
+        raise _invalid(f"Signature-Input member {LABEL} must be an Inner List")
     params = member.params
     # Decision: the parameter SET must be exactly the profile's, each once, typed right; their
     # ORDER is not enforced on receipt. VRS §5 says "Parameters, senders in this order" but
@@ -416,11 +408,23 @@ def _parse(found: Mapping[str, str], profile: _Profile, other: _Profile | None) 
         raise _invalid(f'alg must be "{ALG}" and tag "{TAG}"')  # VRS-05
     if "nonce" in profile.params and not (type(nonce) is str and NONCE_PATTERN.fullmatch(nonce)):
         raise _invalid("nonce must be a String matching ^[A-Za-z0-9_-]{22,64}$")
-    signature_params = profile.inner + str(params)
+    # The types are checked, so http_sfv's per-type serialisers suffice (twice as fast as str()).
+    signature_params = profile.inner + "".join(
+        f";{name}={ser_integer(value) if type(value) is int else ser_string(value)}"
+        for name, value in params.items()
+    )
     # http_sfv silently collapses repeated parameters and tolerates stray whitespace, so insist
-    # on the canonical serialisation every RFC 8941 serialiser produces. It is also the exact
-    # @signature-params value, so no second serialisation is needed.
+    # on the canonical serialisation every RFC 8941 serialiser produces. That also proves the
+    # components are exactly the profile's (profile.inner is part of the string compared), and
+    # the result is the @signature-params value, so nothing is serialised twice.
     if input_text != f"{LABEL}={signature_params}":
+        shape = tuple((i.value, tuple(i.params.items())) for i in member)
+        if other is not None and shape == other.shape:  # VRS-08
+            if profile is _RESPONSE:
+                raise _invalid("wrong request binding: the response does not cover our signature")
+            raise _invalid("wrong request binding: the response covers a signature we did not send")
+        if shape != profile.shape:
+            raise _invalid(f"covered components must be exactly {profile.inner}")
         raise _invalid("Signature-Input is not in canonical RFC 8941 form")
     signature = signatures[LABEL]
     if not isinstance(signature, Item) or type(signature.value) is not bytes or signature.params:

@@ -58,10 +58,12 @@ def row_set(backend: str, **columns: Column) -> FromClause:
             .render_derived(name="row_set")
         )
     # SQLite: one JSON array of row arrays. Bind processing is bypassed, so apply it here.
-    stored = [[to_micros(x) for x in v] if isinstance(t, UtcDateTime) else v for t, v in columns.values()]
-    each = func.json_each(bindparam(None, json.dumps(list(zip(*stored))), type_=Text())).table_valued(
-        "value", "key"
-    )
+    stored = [
+        [to_micros(x) for x in v] if isinstance(t, UtcDateTime) else v for t, v in columns.values()
+    ]
+    each = func.json_each(
+        bindparam(None, json.dumps(list(zip(*stored, strict=True))), type_=Text())
+    ).table_valued("value", "key")
     picked = [
         func.json_extract(each.c.value, f"$[{i}]", type_=t).label(name)
         for i, (name, (t, _)) in enumerate(zip(names, columns.values(), strict=True))
@@ -78,7 +80,8 @@ class BatchSpool:
     """
 
     def __init__(self, header_json: str) -> None:
-        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        # Owned by the spool and closed by close(), which create_batch calls in a finally.
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
         self.hash = hashlib.sha256(header_json.encode() + b"\n")
         self.item_count = 0
         self.work_count = 0
@@ -143,16 +146,32 @@ class CompletionRows:
 
     def __init__(self) -> None:
         self.work = _columns(
-            pk=PK, state=Text(), attempts=Integer(), ready=UtcDateTime(),
-            next=UtcDateTime(), result=Text(), error=Text(),
+            pk=PK,
+            state=Text(),
+            attempts=Integer(),
+            ready=UtcDateTime(),
+            next=UtcDateTime(),
+            result=Text(),
+            error=Text(),
         )
         self.attempts = _columns(
-            work_pk=PK, n=Integer(), started_at=UtcDateTime(), finished_at=UtcDateTime(),
-            outcome=Text(), error_class=Text(), error_code=Text(), message=Text(),
+            work_pk=PK,
+            n=Integer(),
+            started_at=UtcDateTime(),
+            finished_at=UtcDateTime(),
+            outcome=Text(),
+            error_class=Text(),
+            error_code=Text(),
+            message=Text(),
         )
         self.results = _columns(
-            batch_pk=PK, work_pk=PK, item_seq=Integer(), agency_id=Text(),
-            request_id=Text(), status=Text(), body_json=Text(),
+            batch_pk=PK,
+            work_pk=PK,
+            item_seq=Integer(),
+            agency_id=Text(),
+            request_id=Text(),
+            status=Text(),
+            body_json=Text(),
         )
 
     @staticmethod

@@ -184,11 +184,16 @@ work = Table(
     CheckConstraint("(state = 'in_flight') = (lease_token IS NOT NULL)", name="lease"),
 )
 
-# claim: WHERE agency_id = ? AND ready_at <= now ORDER BY pk LIMIT n -- an in-order index range
-# scan that checks ready_at in the index itself; final rows are not in it at all.
+# claim: WHERE agency_id = ? AND ready_at <= now ORDER BY created_at, pk LIMIT n -- an in-order
+# index range scan that checks ready_at in the index itself; final rows are not in it at all.
+# Oldest first is (created_at, pk) rather than pk alone so that no other index can produce the
+# order: finished rows pile up at the low end of the pk index, and a PostgreSQL planner that
+# believes most rows are ready (stale statistics, or just uniformity) would otherwise walk the pk
+# index past every finished row on each claim.
 Index(
     "ix_work_claim",
     work.c.agency_id,
+    work.c.created_at,
     work.c.pk,
     work.c.ready_at,
     sqlite_where=work.c.ready_at.is_not(None),
@@ -285,7 +290,10 @@ def migrate(conn: Connection, now: dt.datetime) -> int:
         # Two gateways starting at once must not both migrate (SQLite's BEGIN IMMEDIATE already
         # serialises them). Keyed by schema, so instances in other schemas do not wait.
         conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext('agency-gateway schema ' || current_schema()))")
+            text(
+                "SELECT pg_advisory_xact_lock("
+                "hashtext('agency-gateway schema ' || current_schema()))"
+            )
         )
     schema_version.create(conn, checkfirst=True)
     found = conn.execute(select(func.max(schema_version.c.version))).scalar_one_or_none() or 0

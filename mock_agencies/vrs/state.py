@@ -52,6 +52,10 @@ class Registry:
         self.queries: dict[str, Query] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
         self.ledger: list[dict[str, Any]] = []
+        self._by_owner: dict[tuple[str, str], list[Vehicle]] = {}
+        for v in self.vehicles.values():
+            self._by_owner.setdefault((v.owner.id_type, v.owner.id_number), []).append(v)
+        self._advanced_for: date | None = None
         self.advance()  # a fixture ACTIVE seizure may already be past its last day
 
     def now(self) -> float:
@@ -103,6 +107,11 @@ class Registry:
         becomes EXPIRED and rank 2 takes effect the day after that last day; repeated, since a
         promoted seizure may itself have run out while nobody was looking."""
         today = self.today()
+        # Every change made during a day leaves last days >= that day (new seizures start today,
+        # renewals extend), so only a new CST date can expire anything: scan once per date.
+        if today == self._advanced_for:
+            return
+        self._advanced_for = today
         for vehicle in self.vehicles.values():
             while (active := vehicle.active()) is not None and active.seized_until is not None:
                 if active.seized_until >= today:
@@ -142,11 +151,7 @@ class Registry:
 
     def _vehicles_of(self, subject: Mapping[str, Any]) -> list[Vehicle]:
         """README §2: subjects match on idType + idNumber; name is never compared."""
-        return [
-            v
-            for v in self.vehicles.values()
-            if v.owner.id_type == subject["idType"] and v.owner.id_number == subject["idNumber"]
-        ]
+        return list(self._by_owner.get((subject["idType"], subject["idNumber"]), []))
 
     def _snapshot(
         self, v: Vehicle

@@ -189,13 +189,20 @@ def test_vrs23_examples_fail_after_any_covered_byte_change(ex: Exchange) -> None
         return lambda: court.verify_request(method, uri, msg.headers, msg.body)
 
     def response(
-        msg: Message, status: int = ex.status, method: str = ex.method, uri: str = ex.target_uri,
+        msg: Message,
+        status: int = ex.status,
+        method: str = ex.method,
+        uri: str = ex.target_uri,
         binding: str | None = sig,
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         return lambda: agency.verify_response(
-            status, msg.headers, msg.body,
-            request_method=method, request_target_uri=uri, request_signature=binding,
-        )  # fmt: skip
+            status,
+            msg.headers,
+            msg.body,
+            request_method=method,
+            request_target_uri=uri,
+            request_signature=binding,
+        )
 
     covered = ["Signature", "Content-Digest", "Content-Type", "Idempotency-Key"]
     for name in covered[: 1 if ex.method == "GET" else 4]:
@@ -244,14 +251,20 @@ def test_vrs23_examples_verify_with_the_library(ex: Exchange) -> None:
     request = LibRequest(ex.method, ex.target_uri, dict(ex.request.fields))
     get = ex.method == "GET"
     [result] = lib_verifier(court_key(), HistoricalVerifier).verify(
-        request, expect_tag="vrs-v2", max_age=None, body=None if get else ex.request.body,
+        request,
+        expect_tag="vrs-v2",
+        max_age=None,
+        body=None if get else ex.request.body,
         require_components=REQUEST_COMPONENTS_GET if get else REQUEST_COMPONENTS_WITH_BODY,
-    )  # fmt: skip
+    )
     assert result.label == "sig1"
     lib_verifier(agency_key(), HistoricalVerifier).verify(
-        LibResponse(ex.status, dict(ex.response.fields), request), expect_tag="vrs-v2",
-        max_age=None, require_components=RESPONSE_COMPONENTS, body=ex.response.body,
-    )  # fmt: skip
+        LibResponse(ex.status, dict(ex.response.fields), request),
+        expect_tag="vrs-v2",
+        max_age=None,
+        require_components=RESPONSE_COMPONENTS,
+        body=ex.response.body,
+    )
 
 
 # --- VRS-02: Content-Digest ---------------------------------------------------------------
@@ -435,9 +448,15 @@ CASES = [
     # check 1 (VRS-05): the two fields themselves and the covered components
     Case("missing Signature", INVALID, with_header(GOOD, "Signature", None)),
     Case("missing Signature-Input", INVALID, with_header(GOOD, "Signature-Input", None)),
-    Case("two members", INVALID, GOOD | {
-        "Signature-Input": f"{SI}, {SI.replace('sig1', 'sig2', 1)}",
-        "Signature": f"{SIG}, {SIG.replace('sig1', 'sig2', 1)}"}),
+    Case(
+        "two members",
+        INVALID,
+        GOOD
+        | {
+            "Signature-Input": f"{SI}, {SI.replace('sig1', 'sig2', 1)}",
+            "Signature": f"{SIG}, {SIG.replace('sig1', 'sig2', 1)}",
+        },
+    ),
     Case("label twice", INVALID, GOOD | {"Signature": f"{SIG}, {SIG}"}),
     Case("label not sig1", INVALID, crafted(label="sig2")),
     Case("wrong tag", INVALID, crafted(tag="vrs-v1")),
@@ -477,8 +496,12 @@ CASES = [
     Case("trusted keyid, other key", INVALID, crafted(key=OTHER_KEY, keyid=COURT_KEYID)),
     Case("bad signature", INVALID, GOOD | {"Signature": ZERO_SIG}),
     Case("bad signature, expired", INVALID, STALE | {"Signature": ZERO_SIG}),
-    Case("digest and body both changed", INVALID, GOOD | {"Content-Digest": content_digest(b"x")},
-         body=b"x"),
+    Case(
+        "digest and body both changed",
+        INVALID,
+        GOOD | {"Content-Digest": content_digest(b"x")},
+        body=b"x",
+    ),
     # check 4 (VRS-07)
     Case("created in the future", EXPIRED, crafted(created=NOW + 301, expires=NOW + 400)),
     Case("expired", EXPIRED, crafted(created=NOW - 601, expires=NOW - 301)),
@@ -490,7 +513,7 @@ CASES = [
     # check 6 (VRS-06)
     Case("digest mismatch", "digest-mismatch", GOOD, body=BODY + b" "),
     Case("body None", "digest-mismatch", GOOD, body=None),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -518,8 +541,9 @@ def test_vrs07_replayed_nonce() -> None:
     # the same nonce under another trusted key is another pair
     both = Verifier(
         {COURT_KEYID: court_key().public_key(), keyid_of(OTHER_KEY): OTHER_KEY.public_key()},
-        clock=lambda: NOW, nonce_cache=cache,
-    )  # fmt: skip
+        clock=lambda: NOW,
+        nonce_cache=cache,
+    )
     both.verify_request("POST", URI, crafted(key=OTHER_KEY), BODY)
 
 
@@ -566,9 +590,13 @@ RESPONSE_HEADERS = {"Content-Type": "application/json", "Content-Digest": conten
 
 def signed_response(binding: str | None = ":AAAA:", key: Any = None, created: int = NOW) -> Any:
     return RESPONSE_HEADERS | Signer(key or agency_key()).sign_response(
-        201, RESPONSE_HEADERS, request_method="POST", request_target_uri=URI,
-        request_signature=binding, created=created,
-    )  # fmt: skip
+        201,
+        RESPONSE_HEADERS,
+        request_method="POST",
+        request_target_uri=URI,
+        request_signature=binding,
+        created=created,
+    )
 
 
 def verify_response(headers: Any, binding: str | None = ":AAAA:", body: bytes = BODY) -> str:
@@ -624,9 +652,11 @@ def test_interop_our_request_verifies_with_the_library(method: str) -> None:
     headers = dict(POST_HEADERS) if method != "GET" else {}
     headers |= Signer(court_key()).sign_request(method, URI, headers)  # now: the library's clock
     [result] = lib_verifier(court_key()).verify(
-        LibRequest(method, URI, headers), expect_tag="vrs-v2",
-        require_components=_components(method), body=BODY if method != "GET" else None,
-    )  # fmt: skip
+        LibRequest(method, URI, headers),
+        expect_tag="vrs-v2",
+        require_components=_components(method),
+        body=BODY if method != "GET" else None,
+    )
     assert result.parameters["keyid"] == COURT_KEYID
 
 
@@ -635,10 +665,17 @@ def test_interop_library_request_verifies_with_ours(method: str) -> None:
     now = int(datetime.datetime.now(datetime.UTC).timestamp())
     request = LibRequest(method, URI, dict(POST_HEADERS) if method != "GET" else {})
     lib_signer(court_key()).sign(
-        request, key_id=COURT_KEYID, created=as_datetime(now), expires=as_datetime(now + 300),
-        nonce=NONCE, label="sig1", tag="vrs-v2", covered_component_ids=_components(method),
-        body=BODY if method != "GET" else None, use_existing_digest=method != "GET",
-    )  # fmt: skip
+        request,
+        key_id=COURT_KEYID,
+        created=as_datetime(now),
+        expires=as_datetime(now + 300),
+        nonce=NONCE,
+        label="sig1",
+        tag="vrs-v2",
+        covered_component_ids=_components(method),
+        body=BODY if method != "GET" else None,
+        use_existing_digest=method != "GET",
+    )
     # The library orders parameters created, keyid, alg, expires, nonce, tag: accepted on receipt.
     assert ";keyid=" in request.headers["Signature-Input"].split(";expires=")[0]
     verifier = Verifier({COURT_KEYID: court_key().public_key()}, nonce_cache=NonceCache())
@@ -651,22 +688,37 @@ def test_interop_responses_both_ways() -> None:
     request.headers |= Signer(court_key()).sign_request("POST", URI, request.headers)
     binding = request_signature_member(request.headers)
     ours = RESPONSE_HEADERS | Signer(agency_key()).sign_response(
-        201, RESPONSE_HEADERS, request_method="POST", request_target_uri=URI,
+        201,
+        RESPONSE_HEADERS,
+        request_method="POST",
+        request_target_uri=URI,
         request_signature=binding,
-    )  # fmt: skip
+    )
     lib_verifier(agency_key()).verify(
-        LibResponse(201, ours, request), expect_tag="vrs-v2",
-        require_components=RESPONSE_COMPONENTS, body=BODY,
-    )  # fmt: skip
+        LibResponse(201, ours, request),
+        expect_tag="vrs-v2",
+        require_components=RESPONSE_COMPONENTS,
+        body=BODY,
+    )
     theirs = LibResponse(201, dict(RESPONSE_HEADERS), request)
     now = int(datetime.datetime.now(datetime.UTC).timestamp())
     lib_signer(agency_key()).sign(
-        theirs, key_id=AGENCY_KEYID, created=as_datetime(now), expires=as_datetime(now + 300),
-        label="sig1", tag="vrs-v2", covered_component_ids=RESPONSE_COMPONENTS, body=BODY,
+        theirs,
+        key_id=AGENCY_KEYID,
+        created=as_datetime(now),
+        expires=as_datetime(now + 300),
+        label="sig1",
+        tag="vrs-v2",
+        covered_component_ids=RESPONSE_COMPONENTS,
+        body=BODY,
         use_existing_digest=True,
-    )  # fmt: skip
+    )
     keyid = Verifier({AGENCY_KEYID: agency_key().public_key()}).verify_response(
-        201, theirs.headers, BODY, request_method="POST", request_target_uri=URI,
+        201,
+        theirs.headers,
+        BODY,
+        request_method="POST",
+        request_target_uri=URI,
         request_signature=binding,
-    )  # fmt: skip
+    )
     assert keyid == AGENCY_KEYID

@@ -30,6 +30,7 @@ from gateway.store import (
     WorkState,
     open_store,
 )
+from gateway.store.leases import claim_query
 
 from .conftest import Backend
 
@@ -58,7 +59,9 @@ async def items(
 
 
 def attempt(outcome: str = "ok", **error: str) -> Attempt:
-    return Attempt(started_at=NOW, finished_at=NOW + dt.timedelta(seconds=1), outcome=outcome, **error)
+    return Attempt(
+        started_at=NOW, finished_at=NOW + dt.timedelta(seconds=1), outcome=outcome, **error
+    )
 
 
 def done(item: WorkItem, result: dict[str, Any] | None = None) -> Completion:
@@ -76,7 +79,9 @@ def waiting(item: WorkItem, at: dt.datetime) -> Completion:
         work_id=item.work_id,
         lease_token=item.lease_token,
         state=WorkState.WAITING,
-        attempt=attempt("transient", error_class="TransientError", error_code="busy", message="503"),
+        attempt=attempt(
+            "transient", error_class="TransientError", error_code="busy", message="503"
+        ),
         next_attempt_at=at,
     )
 
@@ -91,7 +96,9 @@ def failed(item: WorkItem) -> Completion:
     )
 
 
-def control(request_id: str = "ctl-1", owner: str = "court-110105", amount: str = "100.00") -> NewControl:
+def control(
+    request_id: str = "ctl-1", owner: str = "court-110105", amount: str = "100.00"
+) -> NewControl:
     return NewControl(
         owner=owner,
         request_id=request_id,
@@ -103,7 +110,9 @@ def control(request_id: str = "ctl-1", owner: str = "court-110105", amount: str 
     )
 
 
-async def claim(store: SqlStore, limit: int = 100, now: dt.datetime = NOW, agency: str = "bank-a") -> list[WorkItem]:
+async def claim(
+    store: SqlStore, limit: int = 100, now: dt.datetime = NOW, agency: str = "bank-a"
+) -> list[WorkItem]:
     return await store.claim(agency_id=agency, limit=limit, lease_seconds=LEASE, now=now)
 
 
@@ -122,12 +131,16 @@ async def raw_sql(backend: Backend, statement: str) -> list[Any]:
 # --- schema --------------------------------------------------------------------------------
 
 
-async def test_open_migrates_once_and_reopening_changes_nothing(backend: Backend) -> None:
-    first = backend.store()
-    await first.open()
+async def test_open_migrates_once_even_when_racing_and_reopening_changes_nothing(
+    backend: Backend,
+) -> None:
+    # Two instances starting at once on an empty database: one migrates, the other waits.
+    first, second = backend.store(), backend.store()
+    await asyncio.gather(first.open(), second.open())
     await first.open()  # the same instance: a no-op
-    second = backend.store()
-    await second.open()  # a restart on a migrated database: a no-op
+    third = backend.store()
+    await third.open()  # a restart on a migrated database: a no-op
+    await third.close()
     try:
         rows = await raw_sql(backend, "SELECT version FROM schema_version ORDER BY version")
         assert [r.version for r in rows] == list(range(1, SCHEMA_VERSION + 1))
@@ -154,14 +167,16 @@ async def test_a_newer_schema_is_refused(backend: Backend) -> None:
 
 
 async def test_connection_settings(backend: Backend, store: SqlStore) -> None:
-    async with store._reader() as conn:  # the store's own pooled connection
+    async with store._db.read() as conn:  # the store's own pooled connection
         if backend.name == "sqlite":
             assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
             assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 2  # FULL
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
             assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 30_000
         else:
-            assert (await conn.exec_driver_sql("SELECT current_schema()")).scalar() == backend.schema
+            assert (
+                await conn.exec_driver_sql("SELECT current_schema()")
+            ).scalar() == backend.schema
 
 
 async def test_open_store_chooses_by_scheme(backend: Backend) -> None:
@@ -171,7 +186,7 @@ async def test_open_store_chooses_by_scheme(backend: Backend) -> None:
         await opened.ping()
     finally:
         await opened.close()
-    with pytest.raises(ConfigError, match="store.url"):
+    with pytest.raises(ConfigError, match=r"store\.url"):
         open_store("mysql+aiomysql://db/gateway")
     with pytest.raises(ConfigError, match="file path"):
         open_store("sqlite+aiosqlite://")
@@ -204,7 +219,9 @@ async def test_batch_is_idempotent_conflicts_on_new_content_and_is_owner_scoped(
         await store.create_batch(batch(), items(4, ("bank-a", "bank-b")), deadline_at=DEADLINE)
     with pytest.raises(ConflictError):
         await store.create_batch(
-            batch(header='{"courtCode":"110105"}'), items(3, ("bank-a", "bank-b")), deadline_at=DEADLINE
+            batch(header='{"courtCode":"110105"}'),
+            items(3, ("bank-a", "bank-b")),
+            deadline_at=DEADLINE,
         )
 
     with pytest.raises(NotFoundError):
@@ -267,8 +284,10 @@ async def test_hundred_thousand_items_in_bounded_memory(backend: Backend, store:
     finally:
         tracemalloc.stop()
     growth_mb = (peak - before) / 2**20
-    print(f"\n{backend.name}: {n} items x 2 agencies in {elapsed:.1f} s (under tracemalloc), "
-          f"peak Python memory growth {growth_mb:.1f} MB")
+    print(
+        f"\n{backend.name}: {n} items x 2 agencies in {elapsed:.1f} s (under tracemalloc), "
+        f"peak Python memory growth {growth_mb:.1f} MB"
+    )
     assert created and record.item_count == n and record.work_count == 2 * n
     assert growth_mb < 60
     progress = await store.batch_progress(record.pk)
@@ -304,6 +323,29 @@ async def test_claim_leases_oldest_first_and_expired_leases_return(store: SqlSto
     assert {w.lease_token for w in again}.isdisjoint({w.lease_token for w in first + rest})
     progress = await store.batch_progress(record.pk)
     assert [(p.pending, p.done, p.failed) for p in progress] == [(5, 0, 0)]
+
+
+async def test_claims_use_the_claim_index_however_much_is_finished(
+    backend: Backend, store: SqlStore
+) -> None:
+    # Finished rows pile up at the low end of the pk index. Statistics taken while everything
+    # was ready tell PostgreSQL's planner that walking that index is cheap; the claim's order
+    # must leave it no such choice.
+    await store.create_batch(batch(), items(3_000), deadline_at=DEADLINE)
+    if backend.name == "postgresql":
+        await raw_sql(backend, "ANALYZE work")
+    finished = await claim(store, limit=2_900)
+    await store.complete([done(w) for w in finished])
+    async with store._db.read() as conn:  # the store's own connection and schema
+        sql = str(
+            claim_query("bank-a", NOW, 100).compile(
+                dialect=conn.dialect, compile_kwargs={"literal_binds": True}
+            )
+        )
+        explain = "EXPLAIN QUERY PLAN " if backend.name == "sqlite" else "EXPLAIN "
+        plan = "\n".join(str(row[-1]) for row in await conn.exec_driver_sql(explain + sql))
+    assert "ix_work_claim" in plan, plan
+    assert [w.command["n"] for w in await claim(store, limit=3)] == [2_900, 2_901, 2_902]
 
 
 async def test_an_item_past_its_deadline_is_still_claimed(store: SqlStore) -> None:
@@ -363,7 +405,9 @@ async def test_each_result_is_recorded_exactly_once(store: SqlStore) -> None:
 
 
 async def test_results_page_by_cursor_and_resume(store: SqlStore) -> None:
-    record, _ = await store.create_batch(batch(), items(25, ("bank-a", "bank-b")), deadline_at=DEADLINE)
+    record, _ = await store.create_batch(
+        batch(), items(25, ("bank-a", "bank-b")), deadline_at=DEADLINE
+    )
     other, _ = await store.create_batch(batch("b-2"), items(5), deadline_at=DEADLINE)
     work = await claim(store, agency="bank-a") + await claim(store, agency="bank-b")
     assert await store.complete([done(w) for w in work[:20]]) == 20
@@ -395,7 +439,10 @@ async def test_waiting_items_return_at_their_time_with_their_request_id(store: S
     record, _ = await store.create_batch(batch(), items(2), deadline_at=DEADLINE)
     a, b = await claim(store)
     retry_at = NOW + dt.timedelta(seconds=60)
-    assert await store.complete([waiting(a, retry_at), waiting(b, retry_at + dt.timedelta(seconds=5))]) == 2
+    assert (
+        await store.complete([waiting(a, retry_at), waiting(b, retry_at + dt.timedelta(seconds=5))])
+        == 2
+    )
     assert await store.next_ready_at("bank-a") == retry_at
     assert await store.next_ready_at("bank-b") is None
     assert await claim(store, now=retry_at - dt.timedelta(seconds=1)) == []
@@ -439,7 +486,9 @@ async def test_batch_progress_counts_per_agency(store: SqlStore) -> None:
     a = await claim(store, agency="bank-a")
     d = await claim(store, agency="dmv", limit=1)
     await store.complete([done(a[0]), done(a[1]), failed(a[2]), waiting(d[0], NOW)])
-    progress = {p.agency_id: (p.pending, p.done, p.failed) for p in await store.batch_progress(record.pk)}
+    progress = {
+        p.agency_id: (p.pending, p.done, p.failed) for p in await store.batch_progress(record.pk)
+    }
     assert progress == {"bank-a": (1, 2, 1), "dmv": (4, 0, 0)}
     assert await store.batch_progress(record.pk + 1000) == []
 
@@ -451,7 +500,11 @@ async def test_control_requests_are_idempotent_and_owner_scoped(store: SqlStore)
     record, created = await store.create_control(control())
     assert created
     assert (record.state, record.attempts, record.outcome, record.error) == (
-        WorkState.ACCEPTED, 0, None, None)
+        WorkState.ACCEPTED,
+        0,
+        None,
+        None,
+    )
     assert record.payload == {"amount": "100.00", "requestId": "ctl-1"}
     again, created = await store.create_control(control())
     assert not created and again == record
@@ -470,7 +523,11 @@ async def test_control_work_carries_the_callers_request_id_to_its_outcome(store:
     await store.create_control(control("ctl-1"))
     await store.create_control(control("ctl-2"))
     one, two = await claim(store)
-    assert (one.kind, one.request_id, one.command["amount"]) == (WorkKind.CONTROL, "ctl-1", "100.00")
+    assert (one.kind, one.request_id, one.command["amount"]) == (
+        WorkKind.CONTROL,
+        "ctl-1",
+        "100.00",
+    )
     await store.complete([waiting(one, NOW + dt.timedelta(seconds=5)), failed(two)])
     pending = await store.get_control("court-110105", "ctl-1")
     assert (pending.state, pending.attempts) == (WorkState.WAITING, 1)
@@ -479,7 +536,11 @@ async def test_control_work_carries_the_callers_request_id_to_its_outcome(store:
     await store.complete([done(one, {"frozen": "100.00"})])
     finished = await store.get_control("court-110105", "ctl-1")
     assert (finished.state, finished.attempts, finished.outcome, finished.error) == (
-        WorkState.DONE, 2, {"frozen": "100.00"}, None)
+        WorkState.DONE,
+        2,
+        {"frozen": "100.00"},
+        None,
+    )
     assert finished.updated_at >= finished.created_at
     refused = await store.get_control("court-110105", "ctl-2")
     assert (refused.state, refused.outcome) == (WorkState.FAILED, None)
@@ -502,15 +563,28 @@ async def test_security_events_newest_first(store: SqlStore) -> None:
     await store.create_batch(batch(), items(1), deadline_at=DEADLINE)
     (w,) = await claim(store)
     await store.record_security_event(
-        SecurityEvent(at=NOW, agency_id="bank-a", kind="response-signature-invalid",
-                      detail="digest mismatch", work_id=w.work_id, extra={"kid": "k1"})
+        SecurityEvent(
+            at=NOW,
+            agency_id="bank-a",
+            kind="response-signature-invalid",
+            detail="digest mismatch",
+            work_id=w.work_id,
+            extra={"kid": "k1"},
+        )
     )
     await store.record_security_event(
-        SecurityEvent(at=NOW + dt.timedelta(minutes=1), agency_id=None,
-                      kind="signature-rejected-by-agency", detail="cert revoked")
+        SecurityEvent(
+            at=NOW + dt.timedelta(minutes=1),
+            agency_id=None,
+            kind="signature-rejected-by-agency",
+            detail="cert revoked",
+        )
     )
     events = await store.security_events()
-    assert [e.kind for e in events] == ["signature-rejected-by-agency", "response-signature-invalid"]
+    assert [e.kind for e in events] == [
+        "signature-rejected-by-agency",
+        "response-signature-invalid",
+    ]
     assert events[1].work_id == w.work_id and events[1].extra == {"kid": "k1"}
     assert events[1].at == NOW and events[0].extra == {}
     assert len(await store.security_events(limit=1)) == 1
@@ -536,3 +610,42 @@ async def test_malformed_completions_are_refused_whole(store: SqlStore) -> None:
     assert await store.attempts(b.work_id) == []  # nothing of the list was written
     assert await store.complete([]) == 0
     assert await store.complete([done(a), done(b)]) == 2
+
+
+async def test_a_reader_following_the_cursor_misses_no_result(
+    backend: Backend, store: SqlStore
+) -> None:
+    # Completions of one batch commit concurrently from several stores (gateway instances)
+    # while a reader follows the cursor as the API does. A cursor handed out before another
+    # but committed after it would be skipped by the reader for good.
+    n = 1_000
+    record, _ = await store.create_batch(batch(), items(n), deadline_at=DEADLINE)
+    stores = [store] + [backend.store() for _ in range(3)]
+    for s in stores[1:]:
+        await s.open()
+    seen: list[int] = []
+    finished = asyncio.Event()
+
+    async def completer(s: SqlStore) -> None:
+        while work := await claim(s, limit=2):
+            await s.complete([done(w) for w in work])
+
+    async def reader() -> None:
+        after = 0
+        while True:
+            last_round = finished.is_set()
+            page = await store.batch_results(record.pk, after=after, limit=50)
+            seen.extend(r.item_seq for r in page)
+            after = page[-1].cursor if page else after
+            if last_round and not page:
+                return
+
+    try:
+        reading = asyncio.create_task(reader())
+        await asyncio.gather(*(completer(s) for s in stores for _ in range(2)))
+        finished.set()
+        await reading
+    finally:
+        for s in stores[1:]:
+            await s.close()
+    assert sorted(seen) == list(range(n))

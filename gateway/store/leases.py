@@ -1,0 +1,292 @@
+"""The dispatcher's side of the store: claims, leases, completions, attempts, security events.
+
+A claim leases ready work; a completion applies only under the lease it was claimed with, so
+a worker that lost its lease (it was too slow, or presumed dead) changes nothing, and each item's
+outcome is recorded exactly once. Completions arrive in groups and are written set-wise: one
+UPDATE ... FROM and two INSERT ... SELECT per group, whatever its size.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Select, Table, and_, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import FromClause
+
+from gateway.store.base import (
+    Attempt,
+    Completion,
+    SecurityEvent,
+    WorkItem,
+    WorkKind,
+    WorkState,
+)
+from gateway.store.engine import Database
+from gateway.store.rows import CompletionRows, aware, check_completion, dump, load, row_set, utcnow
+from gateway.store.schema import (
+    EPOCH,
+    WAITING_ONLY,
+    attempts,
+    batches,
+    control_requests,
+    items,
+    results,
+    security_events,
+    work,
+)
+
+MAX_CLAIM = 10_000  # items per claim call: keeps the pk IN (...) list within driver limits
+
+
+class LeaseOps:
+    """The dispatch half of ``SqlStore`` (mixed in there)."""
+
+    _db: Database
+    _backend: str
+
+    @property
+    def _pg(self) -> bool:
+        return self._backend == "postgresql"
+
+    async def claim(
+        self, *, agency_id: str, limit: int, lease_seconds: float, now: dt.datetime
+    ) -> list[WorkItem]:
+        if limit <= 0:
+            return []
+        now = aware("now", now)
+        token = str(uuid.uuid4())  # one lease per claim; completions and release carry it
+        expires = now + dt.timedelta(seconds=lease_seconds)
+        query = claim_query(agency_id, now, min(limit, MAX_CLAIM))
+        async with self._db.write() as conn:
+            rows = (await conn.execute(query)).all()
+            if rows:
+                await conn.execute(
+                    update(work)
+                    .where(work.c.pk.in_([row.pk for row in rows]))
+                    .values(
+                        state=WorkState.IN_FLIGHT.value,
+                        lease_token=token,
+                        lease_expires_at=expires,
+                        ready_at=expires,
+                        updated_at=utcnow(),
+                    )
+                )
+        return [
+            WorkItem(
+                work_id=row.pk,
+                kind=WorkKind(row.kind),
+                agency_id=agency_id,
+                request_id=row.request_id,
+                command=json.loads(row.command),
+                attempts=row.attempts,
+                checkpoint=load(row.checkpoint_json) or {},
+                deadline_at=row.deadline_at,
+                lease_token=token,
+            )
+            for row in rows
+        ]
+
+    async def save_checkpoint(
+        self, work_id: int, lease_token: str, state: Mapping[str, Any]
+    ) -> None:
+        # Ignored, like a completion, once the lease is lost: the item is someone else's now.
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(work)
+                .where(
+                    work.c.pk == work_id,
+                    work.c.state == WorkState.IN_FLIGHT.value,
+                    work.c.lease_token == lease_token,
+                )
+                .values(checkpoint_json=dump(state), updated_at=utcnow())
+            )
+
+    async def complete(self, completions: Sequence[Completion]) -> int:
+        if not completions:
+            return 0
+        for completion in completions:
+            check_completion(completion)
+        ids = sorted({c.work_id for c in completions})
+        async with self._db.write() as conn:
+            # Locked in pk order (PostgreSQL), so overlapping completions cannot deadlock, and a
+            # concurrent claim of an expired lease either skips these rows or is seen here.
+            live = {
+                row.pk: row
+                for row in await conn.execute(
+                    select(
+                        work.c.pk,
+                        work.c.batch_pk,
+                        work.c.item_seq,
+                        work.c.agency_id,
+                        work.c.request_id,
+                        work.c.attempts,
+                        work.c.lease_token,
+                    )
+                    .where(work.c.pk.in_(ids), work.c.state == WorkState.IN_FLIGHT.value)
+                    .order_by(work.c.pk)
+                    .with_for_update()
+                )
+            }
+            applied: list[tuple[Completion, Any]] = []
+            for completion in completions:
+                row = live.get(completion.work_id)
+                if row is not None and row.lease_token == completion.lease_token:
+                    del live[completion.work_id]  # a second completion of it in this list loses
+                    applied.append((completion, row))
+            if not applied:
+                return 0
+            await self._apply(conn, applied)
+        return len(applied)
+
+    async def _apply(self, conn: AsyncConnection, applied: list[tuple[Completion, Any]]) -> None:
+        rows = CompletionRows()
+        for completion, row in applied:
+            rows.add(completion, row)
+        w = row_set(self._backend, **rows.work)
+        await conn.execute(
+            update(work)
+            .where(work.c.pk == w.c.pk)
+            .values(
+                state=w.c.state,
+                attempts=w.c.attempts,
+                ready_at=w.c.ready,
+                next_attempt_at=w.c.next,
+                lease_token=None,
+                lease_expires_at=None,
+                result_json=w.c.result,
+                error_json=w.c.error,
+                updated_at=utcnow(),
+            )
+        )
+        await _insert_rows(conn, attempts, row_set(self._backend, **rows.attempts))
+        batch_pks = sorted(set(rows.results["batch_pk"][1]))
+        if batch_pks:
+            if self._pg:
+                # Cursors come from a sequence, handed out in call order but committed in any
+                # order; a reader resuming after cursor 11 would never see a 10 committed later.
+                # Holding the batch row from allocation to commit makes the two orders agree.
+                await conn.execute(
+                    select(batches.c.pk)
+                    .where(batches.c.pk.in_(batch_pks))
+                    .order_by(batches.c.pk)
+                    .with_for_update(key_share=True)  # FOR NO KEY UPDATE: FK checks still pass
+                )
+            await _insert_rows(conn, results, row_set(self._backend, **rows.results))
+
+    async def release(self, lease_tokens: Sequence[str]) -> None:
+        if not lease_tokens:
+            return
+        async with self._db.write() as conn:
+            leased = (
+                select(work.c.pk)
+                .where(work.c.lease_token.in_(list(lease_tokens)), work.c.lease_token.is_not(None))
+                .order_by(work.c.pk)
+                .with_for_update()
+            )
+            pks = (await conn.execute(leased)).scalars().all()
+            if pks:
+                await conn.execute(
+                    update(work)
+                    .where(work.c.pk.in_(pks))
+                    .values(
+                        state=WorkState.ACCEPTED.value,
+                        lease_token=None,
+                        lease_expires_at=None,
+                        ready_at=EPOCH,
+                        updated_at=utcnow(),
+                    )
+                )
+
+    async def next_ready_at(self, agency_id: str) -> dt.datetime | None:
+        query = select(func.min(work.c.next_attempt_at)).where(
+            work.c.agency_id == agency_id, WAITING_ONLY
+        )
+        async with self._db.read() as conn:
+            found: dt.datetime | None = (await conn.execute(query)).scalar_one_or_none()
+        return found
+
+    async def record_security_event(self, event: SecurityEvent) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                insert(security_events).values(
+                    at=aware("at", event.at),
+                    agency_id=event.agency_id,
+                    kind=event.kind,
+                    detail=event.detail,
+                    work_pk=event.work_id,
+                    extra_json=dump(event.extra),
+                )
+            )
+
+    async def security_events(self, *, limit: int = 100) -> list[SecurityEvent]:
+        """The most recent events first."""
+        query = (
+            select(security_events)
+            .order_by(security_events.c.at.desc(), security_events.c.pk.desc())
+            .limit(limit)
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            SecurityEvent(
+                at=row.at,
+                agency_id=row.agency_id,
+                kind=row.kind,
+                detail=row.detail,
+                work_id=row.work_pk,
+                extra=json.loads(row.extra_json),
+            )
+            for row in rows
+        ]
+
+    async def attempts(self, work_id: int) -> list[Attempt]:
+        query = select(attempts).where(attempts.c.work_pk == work_id).order_by(attempts.c.n)
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Attempt(
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+                outcome=row.outcome,
+                error_class=row.error_class,
+                error_code=row.error_code,
+                message=row.message,
+            )
+            for row in rows
+        ]
+
+
+def claim_query(agency_id: str, now: dt.datetime, limit: int) -> Select[Any]:
+    """The ready work of one agency, oldest first, with its command, locked (PostgreSQL)."""
+    return (
+        select(
+            work.c.pk,
+            work.c.kind,
+            work.c.request_id,
+            work.c.attempts,
+            work.c.checkpoint_json,
+            work.c.deadline_at,
+            func.coalesce(items.c.item_json, control_requests.c.payload_json).label("command"),
+        )
+        .select_from(
+            work.outerjoin(
+                items, and_(items.c.batch_pk == work.c.batch_pk, items.c.seq == work.c.item_seq)
+            ).outerjoin(control_requests, control_requests.c.pk == work.c.control_pk)
+        )
+        .where(work.c.agency_id == agency_id, work.c.ready_at <= now)
+        .order_by(work.c.created_at, work.c.pk)  # oldest first; see ix_work_claim
+        .limit(limit)
+        .with_for_update(of=work, skip_locked=True)  # PostgreSQL; SQLite holds the write lock
+    )
+
+
+async def _insert_rows(conn: AsyncConnection, table: Table, rs: FromClause) -> None:
+    names = [c.name for c in rs.c if c.name != "ord"]
+    await conn.execute(
+        insert(table).from_select(names, select(*(rs.c[n] for n in names)).order_by(rs.c.ord))
+    )
