@@ -8,6 +8,7 @@ docs/configuration.md is the reference.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import tomllib
 from collections.abc import Mapping
@@ -97,10 +98,11 @@ class GatewayConfig:
 
     def caller_by_token(self, token: str) -> CallerConfig | None:
         digest = hashlib.sha256(token.encode()).hexdigest()
-        for c in self.callers:
-            if c.token_sha256 == digest:
-                return c
-        return None
+        found = None
+        for c in self.callers:  # constant time: compare with every caller, no early exit
+            if hmac.compare_digest(c.token_sha256, digest):
+                found = c
+        return found
 
 
 class _Reader:

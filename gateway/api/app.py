@@ -203,6 +203,8 @@ def _result_line(row: Any) -> bytes:
         "requestId": row.request_id,
         "status": row.status,
     }
+    if row.ref is not None:
+        line["ref"] = row.ref
     line["result" if row.status == "done" else "error"] = row.body
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 

@@ -212,6 +212,22 @@ class Dispatcher:
         self._tasks = [asyncio.create_task(self._flusher(), name="dispatch-flusher")]
         self._tasks += [asyncio.create_task(lane.run(), name=f"lane-{lane.agency_id}")
                         for lane in self.lanes.values()]
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="dispatch-heartbeat"))
+
+    async def _heartbeat(self) -> None:
+        """Keep the leases of calls still running alive: a poll may outlast one lease, and an
+        expired lease would let another worker start the same item while this one still runs."""
+        period = self.config.lease_seconds / 3
+        while not self.stopping:
+            await asyncio.sleep(period)
+            tokens = sorted({item.lease_token for lane in self.lanes.values()
+                             for item in lane.running.values()})
+            if tokens:
+                try:
+                    await self.store.extend_leases(tokens, lease_seconds=self.config.lease_seconds,
+                                                   now=self.clock())
+                except Exception:  # a missed beat is survivable; the next one tries again
+                    log.exception("extending %d leases failed", len(tokens))
 
     async def complete(self, completion: Completion) -> None:
         """Queue a completion for the next group write and wait until it is durable."""
@@ -249,7 +265,7 @@ class Dispatcher:
         self.stopping = True
         for lane in self.lanes.values():
             lane.wake.set()
-        lane_loops = self._tasks[1:]
+        lane_loops = self._tasks[1:]  # the lanes and the heartbeat
         in_flight = [t for lane in self.lanes.values() for t in lane.running]
         unfinished: list[str] = []
         if in_flight:

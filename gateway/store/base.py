@@ -89,6 +89,7 @@ class ResultRow:
     request_id: str
     status: str  # done | failed
     body: Mapping[str, Any]  # canonical result JSON, or the error when failed
+    ref: str | None = None  # the caller's own reference of the item, when it gave one
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +227,11 @@ class Store(Protocol):
         """Record attempts and outcomes in one transaction; DONE and FAILED also append a result
         row (batches) or set the control outcome. Completions whose lease was lost are ignored.
         Returns how many were applied."""
+
+    async def extend_leases(
+        self, lease_tokens: Sequence[str], *, lease_seconds: float, now: dt.datetime
+    ) -> None:
+        """Heartbeat: push out the expiry of leases still held (long polls outlive one lease)."""
 
     async def release(self, lease_tokens: Sequence[str]) -> None:
         """Give leases back unfinished (graceful shutdown): the items become ready again."""

@@ -178,6 +178,20 @@ class LeaseOps:
                 )
             await _insert_rows(conn, results, row_set(self._backend, **rows.results))
 
+    async def extend_leases(
+        self, lease_tokens: Sequence[str], *, lease_seconds: float, now: dt.datetime
+    ) -> None:
+        if not lease_tokens:
+            return
+        expires = now + dt.timedelta(seconds=lease_seconds)
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(work)
+                .where(work.c.lease_token.in_(list(lease_tokens)),
+                       work.c.state == WorkState.IN_FLIGHT.value)
+                .values(lease_expires_at=expires, ready_at=expires, updated_at=utcnow())
+            )
+
     async def release(self, lease_tokens: Sequence[str]) -> None:
         if not lease_tokens:
             return

@@ -255,7 +255,9 @@ class SqlStore(LeaseOps):
 
     async def batch_results(self, batch_pk: int, *, after: int, limit: int) -> list[ResultRow]:
         query = (
-            select(results)
+            select(results, items.c.item_json)
+            .join(items, (items.c.batch_pk == results.c.batch_pk)
+                  & (items.c.seq == results.c.item_seq))
             .where(results.c.batch_pk == batch_pk, results.c.cursor > after)
             .order_by(results.c.cursor)
             .limit(limit)
@@ -270,6 +272,7 @@ class SqlStore(LeaseOps):
                 request_id=row.request_id,
                 status=row.status,
                 body=json.loads(row.body_json),
+                ref=json.loads(row.item_json).get("ref"),
             )
             for row in rows
         ]

@@ -53,6 +53,8 @@ async def test_results_stream_and_resume(api: Api, store: Store) -> None:
     assert len(rest.lines) == 10
     seen = [(x["itemSeq"], x["agency"]) for x in first.lines + rest.lines]
     assert sorted(seen) == [(i, "bank-a") for i in range(30)]
+    # each line carries the caller's own ref of its item
+    assert all(x["ref"] == f"ref-{x['itemSeq']}" for x in first.lines + rest.lines)
     cursors = [int(x["cursor"]) for x in first.lines + rest.lines]
     assert cursors == sorted(set(cursors))
 

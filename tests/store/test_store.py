@@ -481,6 +481,24 @@ async def test_released_items_are_ready_again(store: SqlStore) -> None:
     assert await store.complete([done(first[0])]) == 0  # the released lease is gone
 
 
+async def test_a_heartbeat_keeps_a_lease_from_expiring(store: SqlStore) -> None:
+    await store.create_batch(batch(), items(2), deadline_at=DEADLINE)
+    held = await claim(store, limit=1)
+    later = NOW + dt.timedelta(seconds=LEASE - 1)
+    await store.extend_leases([held[0].lease_token, "unknown"], lease_seconds=LEASE, now=later)
+    await store.extend_leases([], lease_seconds=LEASE, now=later)
+    # Past the first expiry the extended item stays leased; the other one is simply ready.
+    after_first_expiry = NOW + dt.timedelta(seconds=LEASE + 1)
+    claimed = await claim(store, now=after_first_expiry, limit=10)
+    assert [w.work_id for w in claimed] == [held[0].work_id + 1]
+    assert await claim(store, now=later + dt.timedelta(seconds=LEASE + 1), limit=10) != []
+    # A heartbeat cannot revive a lease once the item is finished.
+    assert await store.complete([done(claimed[0])]) == 1
+    await store.extend_leases([claimed[0].lease_token], lease_seconds=LEASE, now=later)
+    progress = await store.batch_progress((await store.get_batch("court-110105", "b-1")).pk)
+    assert progress[0].done == 1
+
+
 async def test_batch_progress_counts_per_agency(store: SqlStore) -> None:
     record, _ = await store.create_batch(batch(), items(4, ("bank-a", "dmv")), deadline_at=DEADLINE)
     a = await claim(store, agency="bank-a")
