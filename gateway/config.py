@@ -79,6 +79,8 @@ class CallerConfig:
 class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    ops_host: str = "127.0.0.1"
+    ops_port: int | None = None  # operators' listener (metrics, security events); off when None
     store_url: str = "sqlite+aiosqlite:///var/gateway.db"
     lease_seconds: float = 60.0
     default_deadline_seconds: int = 24 * 3600
@@ -263,9 +265,14 @@ def parse_config(data: Mapping[str, Any], base_dir: Path) -> GatewayConfig:
     port = gw.get("port", int, 8080)
     if not 0 <= port <= 65535:
         raise ConfigError("gateway.port", "must be between 0 and 65535")
+    ops_port = gw.get("ops_port", int, None)
+    if ops_port is not None and not 0 <= ops_port <= 65535:
+        raise ConfigError("gateway.ops_port", "must be between 0 and 65535")
     config = GatewayConfig(
         host=gw.get("host", str, "127.0.0.1"),
         port=port,
+        ops_host=gw.get("ops_host", str, "127.0.0.1"),
+        ops_port=ops_port,
         store_url=store_url,
         lease_seconds=float(gw.positive("lease_seconds", 60.0)),
         default_deadline_seconds=gw.positive("default_deadline_seconds", 24 * 3600, integer=True),

@@ -109,13 +109,14 @@ async def run_demo(*, subjects: int = 1000, workdir: Path = Path("demo-output"))
                                               encoding="utf-8")
     owners_with_vehicles = {v["owner"] for v in fixture["vehicles"]}
 
-    vrs_port, gw_port = free_port(), free_port()
+    vrs_port, gw_port, ops_port = free_port(), free_port(), free_port()
     token = secrets.token_urlsafe(24)
     config = workdir / "gateway.toml"
     config.write_text(f"""# Written by the demo; see docs/configuration.md.
 [gateway]
 host = "127.0.0.1"
 port = {gw_port}
+ops_port = {ops_port}
 lease_seconds = 30
 
 [store]
@@ -158,7 +159,8 @@ rate_per_second = {DEMO_RATE}
             "serve", "--config", str(config)], workdir / "gateway.log")
         procs.append(gw)
         await _wait_http(f"http://127.0.0.1:{gw_port}/readyz", gw)
-        print(f"demo: gateway on http://127.0.0.1:{gw_port} (SQLite store {workdir / 'gateway.db'})")
+        print(f"demo: gateway on http://127.0.0.1:{gw_port} (SQLite store {workdir / 'gateway.db'}); "
+              f"operators' metrics on http://127.0.0.1:{ops_port}/metrics")
 
         header = {"batchId": "demo-batch-1", "court": testing.DEMO_COURT,
                   "officer": testing.DEMO_OFFICER}

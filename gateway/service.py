@@ -16,6 +16,8 @@ from gateway.adapters.registry import AdapterRegistry
 from gateway.api.app import create_app
 from gateway.config import GatewayConfig
 from gateway.dispatch.dispatcher import Dispatcher
+from gateway.ops.app import create_ops_app
+from gateway.ops.metrics import Metrics
 from gateway.store import open_store
 from gateway.store.base import Store
 
@@ -32,7 +34,10 @@ class Gateway:
         self.registry: AdapterRegistry | None = None
         self.dispatcher: Dispatcher | None = None
         self._runner: web.AppRunner | None = None
+        self._ops_runner: web.AppRunner | None = None
         self.port: int = config.port
+        self.ops_port: int | None = config.ops_port
+        self.metrics = Metrics()
 
     @property
     def url(self) -> str:
@@ -43,24 +48,30 @@ class Gateway:
         self.store = open_store(self.config.store_url)
         await self.store.open()
         self.dispatcher = Dispatcher(self.config, self.store, self.registry,
-                                     idle_poll=self.idle_poll)
+                                     idle_poll=self.idle_poll, metrics=self.metrics)
         app = create_app(self.config, self.store, self.registry,
                          on_new_work=self.dispatcher.notify)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
-        server = site._server  # the bound socket tells the port when 0 was asked for
-        if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        self.port = _bound_port(site) or self.port
+        if self.config.ops_port is not None:
+            ops = create_ops_app(self.store, self.dispatcher, self.metrics)
+            self._ops_runner = web.AppRunner(ops, access_log=None, handle_signals=False)
+            await self._ops_runner.setup()
+            ops_site = web.TCPSite(self._ops_runner, self.config.ops_host, self.config.ops_port)
+            await ops_site.start()
+            self.ops_port = _bound_port(ops_site) or self.config.ops_port
         await self.dispatcher.start()
         log.info("gateway listening on %s with %d agencies", self.url, len(self.registry))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking requests, let calls in flight finish within ``grace``, close the store."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        for runner in (self._runner, self._ops_runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._runner = self._ops_runner = None
         if self.dispatcher is not None:
             await self.dispatcher.stop(grace)
             self.dispatcher = None
@@ -70,6 +81,13 @@ class Gateway:
         if self.store is not None:
             await self.store.close()
             self.store = None
+
+
+def _bound_port(site: web.TCPSite) -> int | None:
+    """The port a site is bound to (the one the OS chose when 0 was asked for)."""
+    server = site._server
+    sockets = getattr(server, "sockets", None)
+    return int(sockets[0].getsockname()[1]) if sockets else None
 
 
 async def serve(config: GatewayConfig, *, grace: float = 10.0) -> None:
@@ -82,6 +100,8 @@ async def serve(config: GatewayConfig, *, grace: float = 10.0) -> None:
             loop.add_signal_handler(sig, stop.set)
     await gateway.start()
     print(f"gateway listening on {gateway.url}", flush=True)
+    if gateway.ops_port is not None:
+        print(f"operators' endpoints on http://{config.ops_host}:{gateway.ops_port}", flush=True)
     try:
         await stop.wait()
     finally:

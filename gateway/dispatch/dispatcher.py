@@ -24,6 +24,7 @@ from gateway.config import GatewayConfig
 from gateway.dispatch.policy import Decision, decide
 from gateway.model.codec import control_command_from_json, inquiry_command_from_json, to_json
 from gateway.model.types import Command
+from gateway.ops.metrics import Metrics
 from gateway.store.base import (
     Attempt,
     Completion,
@@ -117,6 +118,10 @@ class _Lane:
                 await self.d.store.record_security_event(event)
             await self.d.complete(completion)
             self.stats.outcomes[completion.attempt.outcome] += 1
+            if self.d.metrics:
+                self.d.metrics.attempts.labels(self.agency_id, completion.attempt.outcome).inc()
+                if event is not None:
+                    self.d.metrics.security_events.labels(self.agency_id, event.kind).inc()
         except asyncio.CancelledError:
             raise
         except Exception:  # never let one item kill the lane; its lease expires and it is retried
@@ -139,6 +144,9 @@ class _Lane:
                           checkpoint=checkpoint)
         self.stats.calls += 1
         self.stats.in_flight += 1
+        metrics = self.d.metrics
+        if metrics:
+            metrics.in_flight.labels(self.agency_id).inc()
         t0 = time.perf_counter()
         try:
             outcome = await self.adapter.execute(call)
@@ -149,7 +157,9 @@ class _Lane:
             decision = Decision.done(to_json(outcome))
         finally:
             self.stats.in_flight -= 1
-            self.d.latency.append(time.perf_counter() - t0)
+            if metrics:
+                metrics.in_flight.labels(self.agency_id).dec()
+                metrics.latency.labels(self.agency_id).observe(time.perf_counter() - t0)
         event = None
         if decision.security:
             event = SecurityEvent(at=self.d.clock(), agency_id=self.agency_id,
@@ -189,6 +199,7 @@ class Dispatcher:
         clock: Clock = utcnow,
         idle_poll: float = 1.0,
         flush_interval: float = 0.005,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config, self.store, self.registry = config, store, registry
         self.clock = clock
@@ -196,7 +207,7 @@ class Dispatcher:
         self.flush_interval = flush_interval
         self.stopping = False
         self.lanes = {agency_id: _Lane(self, agency_id) for agency_id in registry}
-        self.latency: list[float] = []
+        self.metrics = metrics
         self._pending: list[tuple[Completion, asyncio.Future[None]]] = []
         self._flush_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -291,3 +302,13 @@ class Dispatcher:
 
     def stats(self) -> dict[str, LaneStats]:
         return {agency_id: lane.stats for agency_id, lane in self.lanes.items()}
+
+    def throttled_seconds(self) -> dict[str, float]:
+        """Seconds each agency's requests waited for its rate limit, where the adapter's
+        transport exposes its token bucket (``adapter.transport.throttle``)."""
+        out: dict[str, float] = {}
+        for agency_id, lane in self.lanes.items():
+            bucket = getattr(getattr(lane.adapter, "transport", None), "throttle", None)
+            if bucket is not None:
+                out[agency_id] = float(bucket.waited)
+        return out

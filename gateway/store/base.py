@@ -239,6 +239,9 @@ class Store(Protocol):
     async def next_ready_at(self, agency_id: str) -> dt.datetime | None:
         """When the earliest WAITING item of the agency becomes ready, if any."""
 
+    async def work_backlog(self) -> list[tuple[str, str, int]]:
+        """(agency_id, state, count) of unfinished work items, for operators' metrics."""
+
     async def record_security_event(self, event: SecurityEvent) -> None: ...
 
     async def security_events(self, *, limit: int = 100) -> list[SecurityEvent]: ...

@@ -216,6 +216,17 @@ class LeaseOps:
                     )
                 )
 
+    async def work_backlog(self) -> list[tuple[str, str, int]]:
+        query = (
+            select(work.c.agency_id, work.c.state, func.count())
+            .where(work.c.state.in_([WorkState.ACCEPTED.value, WorkState.IN_FLIGHT.value,
+                                     WorkState.WAITING.value]))
+            .group_by(work.c.agency_id, work.c.state)
+            .order_by(work.c.agency_id, work.c.state)
+        )
+        async with self._db.read() as conn:
+            return [(a, s, int(n)) for a, s, n in (await conn.execute(query)).all()]
+
     async def next_ready_at(self, agency_id: str) -> dt.datetime | None:
         query = select(func.min(work.c.next_attempt_at)).where(
             work.c.agency_id == agency_id, WAITING_ONLY

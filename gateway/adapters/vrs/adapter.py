@@ -168,6 +168,11 @@ class VrsAdapter:
         self._rest = RestTransport(agency, signer=self._sign)
 
     @property
+    def transport(self) -> RestTransport:
+        """The HTTP transport (operators' metrics read its throttle)."""
+        return self._rest
+
+    @property
     def keyid(self) -> str:
         """Our keyid, as the registry must have it in its caller list."""
         return self._signer.keyid
