@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from gateway.demo import run_demo
 
-            return asyncio.run(run_demo(subjects=args.subjects, workdir=args.workdir))
+            asyncio.run(run_demo(subjects=args.subjects, workdir=args.workdir))
+            return 0
     except (GatewayError, OSError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return EXIT_FAILED

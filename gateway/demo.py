@@ -90,21 +90,35 @@ def _python_cmd(module_main: str) -> list[str]:
     return [sys.executable, "-c", f"import sys; from {mod} import {func}; sys.exit({func}())"]
 
 
-async def run_demo(*, subjects: int = 1000, workdir: Path = Path("demo-output")) -> int:
+async def run_demo(
+    *,
+    subjects: int = 1000,
+    workdir: Path = Path("demo-output"),
+    rate: int = DEMO_RATE,
+    concurrency: int = 100,
+    pending_polls: int = 1,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run the demo and return its figures (``make bench`` runs it with other settings).
+
+    ``rate`` is the registry's and the gateway's requests per second (0: no limit at all).
+    """
+    say = (lambda *_a, **_k: None) if quiet else print
     workdir = workdir.resolve()
     if workdir.exists():
         shutil.rmtree(workdir)
     keys = workdir / "keys"
     keys.mkdir(parents=True)
 
-    print(f"demo: generating keys and a fixture of {subjects} synthetic subjects in {workdir}")
+    say(f"demo: generating keys and a fixture of {subjects} synthetic subjects in {workdir}")
     court_keyid = generate_ed25519_jwk(keys / "court-vrs.jwk.json", keys / "court-vrs.pub.jwk.json")
     generate_ed25519_jwk(keys / "vrs-agency.jwk.json", keys / "vrs-agency.pub.jwk.json")
     court_pub = public_jwk(load_ed25519_public(keys / "court-vrs.pub.jwk.json"))
     people = testing.subjects(subjects, seed=2026)
     fixture = testing.vrs_fixture(
         people, [{"keyid": court_keyid, "publicKeyJwk": court_pub,
-                  "courts": [testing.DEMO_COURT["code"]]}], seed=2026)
+                  "courts": [testing.DEMO_COURT["code"]]}], seed=2026,
+        pending_polls=pending_polls)
     (workdir / "vrs-fixture.json").write_text(json.dumps(fixture, ensure_ascii=False, indent=2),
                                               encoding="utf-8")
     owners_with_vehicles = {v["owner"] for v in fixture["vehicles"]}
@@ -139,8 +153,8 @@ agency_key = "keys/vrs-agency.pub.jwk.json"
 # The demo registry accepts 100 requests/s (the VRS spec's default is 50/s) so that a
 # 1,000-subject batch, three requests per subject, finishes in about half a minute.
 [agencies.limits]
-concurrency = 100
-rate_per_second = {DEMO_RATE}
+concurrency = {concurrency}
+rate_per_second = {rate or 1_000_000}
 """, encoding="utf-8")
 
     procs: list[_Proc] = []
@@ -149,17 +163,17 @@ rate_per_second = {DEMO_RATE}
         vrs = await _start("mock vehicle registry", _python_cmd("mock_agencies.cli:main") + [
             "serve", "--agency", "vrs", "--host", "127.0.0.1", "--port", str(vrs_port),
             "--fixture", str(workdir / "vrs-fixture.json"), "--key", str(keys / "vrs-agency.jwk.json"),
-            "--public-url", f"http://127.0.0.1:{vrs_port}", "--rate-limit", str(DEMO_RATE)],
+            "--public-url", f"http://127.0.0.1:{vrs_port}", "--rate-limit", str(rate)],
             workdir / "mock-vrs.log")
         procs.append(vrs)
         await _wait_http(f"http://127.0.0.1:{vrs_port}/v2/vehicle-queries/probe", vrs)
-        print(f"demo: mock vehicle registry (VRS v2) on http://127.0.0.1:{vrs_port}")
+        say(f"demo: mock vehicle registry (VRS v2) on http://127.0.0.1:{vrs_port}")
 
         gw = await _start("gateway", _python_cmd("gateway.cli:main") + [
             "serve", "--config", str(config)], workdir / "gateway.log")
         procs.append(gw)
         await _wait_http(f"http://127.0.0.1:{gw_port}/readyz", gw)
-        print(f"demo: gateway on http://127.0.0.1:{gw_port} (SQLite store {workdir / 'gateway.db'}); "
+        say(f"demo: gateway on http://127.0.0.1:{gw_port} (SQLite store {workdir / 'gateway.db'}); "
               f"operators' metrics on http://127.0.0.1:{ops_port}/metrics")
 
         header = {"batchId": "demo-batch-1", "court": testing.DEMO_COURT,
@@ -168,20 +182,21 @@ rate_per_second = {DEMO_RATE}
         t0 = time.monotonic()
         async with GatewayClient(f"http://127.0.0.1:{gw_port}", token) as client:
             batch = await client.submit(header, testing.inquiry_items(people))
-            print(f"demo: batch {batch['batchId']} accepted: {batch['items']} subjects, "
+            say(f"demo: batch {batch['batchId']} accepted: {batch['items']} subjects, "
                   f"{batch['workItems']} agency calls")
-            final = await follow(client, "demo-batch-1", interval=0.5, stream=sys.stdout)
+            final = await follow(client, "demo-batch-1", interval=0.5,
+                                 stream=open(os.devnull, "w") if quiet else sys.stdout)
             elapsed = time.monotonic() - t0
             n = await download(client, "demo-batch-1", out)
-        _summary(final, out, n, elapsed, subjects, owners_with_vehicles)
-        print(f"demo: total wall time {time.monotonic() - started:.1f} s")
+        figures = _summary(final, out, n, elapsed, subjects, owners_with_vehicles, say)
+        say(f"demo: total wall time {time.monotonic() - started:.1f} s")
     finally:
         await _stop(procs)
-    return 0
+    return figures
 
 
 def _summary(batch: dict[str, Any], out: Path, n: int, elapsed: float, subjects: int,
-             expected_owners: set[str]) -> None:
+             expected_owners: set[str], say: Any = print) -> dict[str, Any]:
     hits: Counter[str] = Counter()
     vehicles = 0
     failures: Counter[str] = Counter()
@@ -202,25 +217,28 @@ def _summary(batch: dict[str, Any], out: Path, n: int, elapsed: float, subjects:
                 if sample is None or weight > sample[0]:
                     sample = (weight, line)
     agencies = sorted(batch["progress"])
-    print("\n=== demo summary ===")
-    print(f"subjects:        {subjects}")
-    print(f"agencies asked:  {len(agencies)} ({', '.join(agencies)})")
-    print(f"agency calls:    {n} ({batch['totals']['done']} done, {batch['totals']['failed']} failed)")
-    print(f"hits:            {sum(hits.values())} subjects with assets ({vehicles} vehicles)")
-    print(f"failures:        {sum(failures.values())}"
+    say("\n=== demo summary ===")
+    say(f"subjects:        {subjects}")
+    say(f"agencies asked:  {len(agencies)} ({', '.join(agencies)})")
+    say(f"agency calls:    {n} ({batch['totals']['done']} done, {batch['totals']['failed']} failed)")
+    say(f"hits:            {sum(hits.values())} subjects with assets ({vehicles} vehicles)")
+    say(f"failures:        {sum(failures.values())}"
           + (f" ({', '.join(f'{k}: {v}' for k, v in failures.items())})" if failures else ""))
-    print(f"elapsed:         {elapsed:.1f} s")
-    print(f"throughput:      {n / elapsed:.0f} agency calls/s, {subjects / elapsed:.0f} subjects/s")
-    print(f"results file:    {out}")
+    say(f"elapsed:         {elapsed:.1f} s")
+    say(f"throughput:      {n / elapsed:.0f} agency calls/s, {subjects / elapsed:.0f} subjects/s")
+    say(f"results file:    {out}")
     if found_owners != expected_owners:
-        print(f"WARNING: the fixture has vehicles for {len(expected_owners)} subjects, "
+        say(f"WARNING: the fixture has vehicles for {len(expected_owners)} subjects, "
               f"the results show {len(found_owners)}")
     if sample:
         result = sample[1]["result"]
-        print(f"sample hit:      {result['subject']['name']} ({result['subject']['idNumber']}):")
+        say(f"sample hit:      {result['subject']['name']} ({result['subject']['idNumber']}):")
         for v in result["vehicles"]:
             enc = ", ".join(f"{e['type'].lower()} rank {e['rank']} {e['status'].lower()}"
                             for e in v.get("encumbrances", [])) or "no encumbrances"
-            print(f"                 {v['plate']} {v['make']} {v['model']} VIN {v['vin']}: {enc}")
+            say(f"                 {v['plate']} {v['make']} {v['model']} VIN {v['vin']}: {enc}")
     if os.environ.get("DEMO_STRICT") and (failures or found_owners != expected_owners):
         raise GatewayError("demo results differ from the fixture")
+    return {"subjects": subjects, "calls": n, "failed": sum(failures.values()),
+            "hits": sum(hits.values()), "elapsed": elapsed, "calls_per_second": n / elapsed,
+            "fixture_matches": found_owners == expected_owners}

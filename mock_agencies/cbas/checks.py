@@ -1,0 +1,207 @@
+"""The mock bank's request checks that need no state, one function per README §9 stage.
+
+Kept apart from the server so the order of the stages is visible in one place there
+(:meth:`mock_agencies.cbas.server.CbasMock._pipeline`) and each rule here can cite the spec line
+it enforces. Every failure raises :class:`CbasFault`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+from multidict import CIMultiDictProxy
+
+from gateway.model.rules import (
+    case_matches_court,
+    decode_document_content,
+    document_digest_error,
+    resident_id_ok,
+    uscc_ok,
+)
+from gateway.model.types import MAX_PERIOD_DAYS, AgencyKind
+from mock_agencies.cbas.problems import CbasFault
+from mock_agencies.cbas.soap import CBAS_NS, parse_request
+from mock_agencies.common.fixture import Caller
+
+__all__ = [
+    "CONTENT_TYPE",
+    "MAX_FREEZE_DAYS",
+    "REQUESTS",
+    "XSD_PATH",
+    "Payload",
+    "RequestSchema",
+    "check_authorized",
+    "check_content_type",
+    "check_documents",
+    "check_identifiers",
+    "check_period",
+    "soap_action",
+]
+
+XSD_PATH = Path(str(resources.files("mock_agencies.cbas") / "bank-cbas-v1.xsd"))
+CONTENT_TYPE = "text/xml; charset=utf-8"  # bank ICD §1
+MAX_FREEZE_DAYS = MAX_PERIOD_DAYS[AgencyKind.BANK]  # README §5: 365
+# Bank ICD §2: the request elements a Body may carry (responses and FaultDetail may not).
+REQUESTS = frozenset(
+    {"InquireAccounts", "FreezeFunds", "UnfreezeFunds", "RenewFreeze", "DeductFunds", "FetchResult"}
+)
+_XML_SPACE = " \t\r\n"
+
+
+def _schema_invalid(message: str) -> CbasFault:
+    return CbasFault("SCHEMA_INVALID", message)
+
+
+def check_content_type(headers: CIMultiDictProxy[str]) -> None:
+    """Bank ICD §1, CBAS-01: ``text/xml; charset=utf-8`` (case-insensitive, the charset value
+    may be quoted), nothing else. Answered SCHEMA_INVALID at the well-formedness stage: a body
+    declared as anything else is not a CBAS message the bank could parse."""
+    values = headers.getall("Content-Type", [])
+    if len(values) != 1:
+        raise _schema_invalid(f"Content-Type must be {CONTENT_TYPE}.")
+    media, *params = (p.strip() for p in values[0].split(";"))
+    charsets = []
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "charset":
+            raise _schema_invalid(f"Content-Type must be {CONTENT_TYPE}.")
+        charsets.append(value.strip().strip('"').lower())
+    if media.lower() != "text/xml" or charsets != ["utf-8"]:
+        raise _schema_invalid(f"Content-Type must be {CONTENT_TYPE}, not {values[0]!r}.")
+
+
+def soap_action(headers: CIMultiDictProxy[str]) -> str | None:
+    """The operation a ``SOAPAction: "urn:cbas:v1:<Operation>"`` header names (quoted, bank
+    ICD §1), or None when it is missing, repeated, unquoted or not a CBAS operation."""
+    values = headers.getall("SOAPAction", [])
+    if len(values) != 1:
+        return None
+    value = values[0].strip()
+    prefix = '"urn:cbas:v1:'
+    if not (value.startswith(prefix) and value.endswith('"') and len(value) > len(prefix) + 1):
+        return None
+    op = value[len(prefix) : -1]
+    return op if op in REQUESTS else None
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A schema-valid request: its operation, element, members and decoded documents."""
+
+    operation: str
+    element: etree._Element
+    request: dict[str, Any]
+    contents: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RequestSchema:
+    """Stage "schema" (CBAS-01, CBAS-08): the verified Body against the packaged XSD copy."""
+
+    path: Path = XSD_PATH
+    _xsd: etree.XMLSchema | None = None
+
+    @property
+    def xsd(self) -> etree.XMLSchema:
+        if self._xsd is None:  # the packaged schema is trusted input
+            self._xsd = etree.XMLSchema(etree.parse(str(self.path)))
+        return self._xsd
+
+    def validate(self, body: etree._Element, headers: CIMultiDictProxy[str]) -> Payload:
+        """Exactly one request element in the Body (document/literal wrapped), valid against
+        the XSD, named by the SOAPAction header, with base64 document content that decodes to
+        at most 5 MiB (README §6). Raises SCHEMA_INVALID.
+
+        The SOAPAction header is judged here, against the verified Body, rather than before the
+        signature: it is not covered by the signature, so only after verification is there a
+        trustworthy operation to compare it with. A missing, unquoted or mismatching
+        SOAPAction is a malformed request, hence SCHEMA_INVALID (bank ICD §5 has no other
+        code for it).
+        """
+        if (body.text or "").strip(_XML_SPACE):
+            raise _schema_invalid("soap:Body holds text outside the request element.")
+        children = [c for c in body if isinstance(c.tag, str)]
+        if len(children) != 1:
+            raise _schema_invalid(f"soap:Body must hold exactly one element, not {len(children)}.")
+        payload = children[0]
+        if (payload.tail or "").strip(_XML_SPACE):
+            raise _schema_invalid("soap:Body holds text outside the request element.")
+        qname = etree.QName(payload)
+        if qname.namespace != CBAS_NS or qname.localname not in REQUESTS:
+            raise _schema_invalid(f"{qname.text} is not a CBAS v1 request.")
+        operation = qname.localname
+        action = soap_action(headers)
+        if action is None:
+            raise _schema_invalid(f'SOAPAction must be "urn:cbas:v1:{operation}" (quoted).')
+        if action != operation:
+            raise _schema_invalid(f"SOAPAction names {action} but the Body holds {operation}.")
+        detached = copy.deepcopy(payload)  # validated as a document of its own
+        xsd = self.xsd
+        if not xsd.validate(etree.ElementTree(detached)):
+            error = xsd.error_log.last_error
+            where = f"line {error.line}: " if error is not None and error.line else ""
+            message = error.message if error is not None else "invalid"
+            raise _schema_invalid(f"{operation} does not match the schema: {where}{message}")
+        request = parse_request(payload)
+        contents: dict[str, bytes] = {}
+        for name in ("assistanceNotice", "ruling"):
+            doc = request.get(name)
+            if doc is not None and "content" in doc:
+                try:
+                    contents[name] = decode_document_content("".join(doc["content"].split()))
+                except ValueError as exc:
+                    raise _schema_invalid(f"{name}/content: {exc}") from None
+        return Payload(operation, payload, request, contents)
+
+
+def check_authorized(caller: Caller, request: Mapping[str, Any]) -> None:
+    """README §8, CBAS-09: the request's court/code must be listed for the signer."""
+    code = request["court"]["code"]
+    if not caller.may_act_for(code):
+        raise CbasFault(
+            "COURT_NOT_AUTHORIZED", f"Court {code} is not listed for this certificate."
+        )
+
+
+def check_identifiers(request: Mapping[str, Any]) -> None:
+    """README §2-3, CBAS-10: the subject's check character, and a caseNo designator that is
+    the request's court's."""
+    subject = request.get("subject")
+    if subject is not None:
+        ok = resident_id_ok if subject["idType"] == "RESIDENT_ID" else uscc_ok
+        if not ok(subject["idNumber"]):
+            raise CbasFault(
+                "INVALID_IDENTIFIER",
+                f"subject/idNumber {subject['idNumber']} is not a valid {subject['idType']}.",
+            )
+    code = request["court"]["code"]
+    if not case_matches_court(request["caseNo"], code):
+        raise CbasFault(
+            "INVALID_IDENTIFIER", f"caseNo {request['caseNo']} is not a case of court {code}."
+        )
+
+
+def check_documents(request: Mapping[str, Any], contents: Mapping[str, bytes]) -> None:
+    """README §6, CBAS-11: ``content``, where present, must hash to ``sha256``."""
+    for name, data in contents.items():
+        error = document_digest_error(request[name]["sha256"], data)
+        if error is not None:
+            raise CbasFault("DOCUMENT_DIGEST_MISMATCH", f"{name}: {error}.")
+
+
+def check_period(request: Mapping[str, Any]) -> None:
+    """README §5, CBAS-12: freezeDays above 365 is rejected, never shortened (FreezeFunds and
+    RenewFreeze alike); 365 is accepted."""
+    days = request.get("freezeDays")
+    if days is not None and days > MAX_FREEZE_DAYS:
+        raise CbasFault(
+            "PERIOD_EXCEEDS_LIMIT",
+            f"freezeDays {days} exceeds the limit of {MAX_FREEZE_DAYS} days.",
+        )
+
