@@ -17,6 +17,9 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.service import Gateway
 
 DATA = Path(__file__).parent / "data"
+# The agencies' published specifications, beside the checkout (CI lays a copy there). Tests use
+# it only to prove our packaged copies are unchanged; everything else reads tests/data.
+SPECS = Path(__file__).resolve().parent.parent.parent / "shared" / "agency-specs"
 IN_CI = os.environ.get("CI") == "true"
 TOKEN = "test-token-for-court-110105"
 OTHER_TOKEN = "test-token-for-court-310115"

@@ -32,7 +32,6 @@ from gateway.store.base import (
     Store,
     WorkItem,
     WorkKind,
-    WorkState,
 )
 
 log = logging.getLogger(__name__)

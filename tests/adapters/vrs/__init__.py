@@ -40,6 +40,7 @@ from gateway.model.types import (
 from gateway.security.digest import content_digest
 from gateway.security.httpsig import Signer, request_signature_member, target_uri
 from gateway.security.keys import load_ed25519_private
+from tests.conftest import SPECS
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 KEYS = DATA / "keys"
@@ -48,7 +49,7 @@ AGENCY_KEY = KEYS / "vrs-agency.jwk.json"
 COURT_KEYID = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
 AGENCY_KEYID = "-zTo9w69QNpzykGmtgHpZKiL3wEZxZI5EGgUB5JEyZ0"
 FIXTURE = DATA / "vrs" / "fixture.json"
-OPENAPI_ORIGINAL = Path("/work/shared/agency-specs/vehicle-registry-vrs-v2.openapi.yaml")
+OPENAPI_ORIGINAL = SPECS / "vehicle-registry-vrs-v2.openapi.yaml"
 
 COMPANY = Subject(IdType.USCC, "91110105MA01C2XK5L", "示例贸易有限公司")
 PERSON = Subject(IdType.RESIDENT_ID, "110105199003071239", "张三")  # owns only a scrapped car

@@ -30,6 +30,7 @@ from gateway.model.types import (
     Officer,
     Subject,
 )
+from tests.conftest import need
 from tests.adapters.vrs import (
     COMPANY,
     DATA,
@@ -54,8 +55,7 @@ PACKAGED = resources.files("gateway.adapters.vrs").joinpath(codec.OPENAPI_FILE)
 
 
 def test_packaged_openapi_is_an_unchanged_copy() -> None:
-    if not OPENAPI_ORIGINAL.exists():
-        pytest.skip("the shared agency specs are not mounted here")
+    need(OPENAPI_ORIGINAL.exists(), f"the agencies' specification {OPENAPI_ORIGINAL}")
     assert PACKAGED.read_bytes() == OPENAPI_ORIGINAL.read_bytes()
 
 

@@ -8,14 +8,11 @@ exactly as the ICD's authors' reference implementation did.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from mock_agencies.common.clock import ManualClock
 from tests.mock_agencies.vrs.client import ROOT, fixture, start
 
 EXAMPLES = ROOT / "tests" / "data" / "vrs"
-if not EXAMPLES.exists():
-    EXAMPLES = Path("/work/shared/agency-specs/examples/vrs")
 
 
 def _message(stem: str) -> tuple[str, dict[str, str], bytes]:

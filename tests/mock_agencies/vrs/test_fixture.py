@@ -11,22 +11,22 @@ from mock_agencies.common.clock import ManualClock
 from mock_agencies.common.fixture import FixtureError, resolve_date
 from mock_agencies.vrs.server import DEFAULT_FIXTURE, create_app
 from mock_agencies.vrs.state import Registry
+from tests.conftest import SPECS, need
 from tests.mock_agencies.vrs.client import (
     AGENCY_KEY,
     FIXTURE_PATH,
     PUBLIC_URL,
-    ROOT,
     fixture,
     start,
 )
 
-SPEC_FIXTURE = ROOT.parent / "shared" / "agency-specs" / "examples" / "vrs" / "fixture.json"
+SPEC_FIXTURE = SPECS / "examples" / "vrs" / "fixture.json"
 
 
 def test_vrs22_packaged_fixture_is_the_example_unchanged() -> None:
     assert DEFAULT_FIXTURE.read_bytes() == FIXTURE_PATH.read_bytes()
-    if SPEC_FIXTURE.exists():
-        assert DEFAULT_FIXTURE.read_bytes() == SPEC_FIXTURE.read_bytes()
+    need(SPEC_FIXTURE.exists(), f"the agencies' specifications at {SPECS}")
+    assert DEFAULT_FIXTURE.read_bytes() == SPEC_FIXTURE.read_bytes()
 
 
 def test_vrs22_example_fixture_loads_from_its_path() -> None:

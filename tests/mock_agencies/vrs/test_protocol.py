@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -26,8 +25,6 @@ from tests.mock_agencies.vrs.client import (
 )
 
 EXAMPLES = ROOT / "tests" / "data" / "vrs"
-if not EXAMPLES.exists():
-    EXAMPLES = Path("/work/shared/agency-specs/examples/vrs")
 
 # Example file stem -> (request schema, response schema)
 EXAMPLE_SCHEMAS = {
