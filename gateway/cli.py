@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -15,6 +16,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from gateway.client import ClientError, GatewayClient, read_items
 from gateway.config import load_config
@@ -86,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (GatewayError, OSError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except aiohttp.ClientError as exc:
+        print(f"gateway: cannot reach the gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     return EXIT_USAGE
@@ -116,8 +122,13 @@ async def _submit(args: argparse.Namespace) -> int:
     if agencies := _csv(args.agencies):
         header["agencies"] = agencies
     out = args.out or Path(f"{batch_id}.results.ndjson")
+    # Read the first item before connecting, so a malformed file is refused before any upload.
+    items = read_items(args.file)
+    first = next(items, None)
+    if first is None:
+        raise GatewayError(f"{args.file}: no subjects in the file")
     async with GatewayClient(args.url, token) as client:
-        batch = await client.submit(header, read_items(args.file))
+        batch = await client.submit(header, itertools.chain([first], items))
         print(f"batch {batch_id} accepted: {batch.get('items')} subjects, "
               f"{batch.get('workItems')} agency calls")
         if args.no_wait:

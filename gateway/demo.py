@@ -31,7 +31,6 @@ from gateway.client import GatewayClient
 from gateway.errors import GatewayError
 from gateway.security.keys import generate_ed25519_jwk, load_ed25519_public, public_jwk
 
-
 DEMO_RATE = 100
 
 

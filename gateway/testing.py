@@ -156,22 +156,32 @@ async def mock_vrs(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    middlewares: tuple[Any, ...] = (),
     **kwargs: Any,
 ) -> AsyncIterator[RunningMock]:
-    """Serve the mock vehicle registry on a loopback port for the duration of the block."""
+    """Serve the mock vehicle registry on a loopback port for the duration of the block.
+
+    ``middlewares`` (aiohttp middlewares) run before the registry's own handling: tests use one
+    to record exactly what arrived on the wire.
+    """
     from aiohttp import web
 
     from mock_agencies.vrs.server import VRS_KEY, create_app
 
     sock = socket.socket()
-    sock.bind((host, port))
-    bound = sock.getsockname()[1]
-    url = f"http://{host}:{bound}"
-    app = create_app(fixture, signing_key, url, **kwargs)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.SockSite(runner, sock)
-    await site.start()
+    try:
+        sock.bind((host, port))
+        bound = sock.getsockname()[1]
+        url = f"http://{host}:{bound}"
+        app = create_app(fixture, signing_key, url, **kwargs)
+        app.middlewares[:0] = list(middlewares)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.SockSite(runner, sock)
+        await site.start()
+    except BaseException:
+        sock.close()
+        raise
     try:
         yield RunningMock(url=url, app=app, state=app[VRS_KEY])
     finally:

@@ -1,9 +1,11 @@
 """``mock-agencies``: run a mock agency as a real server, for demos and cross-implementation tests.
 
 ``mock-agencies serve --agency vrs --port 8443 --key agency.jwk.json --public-url URL`` serves
-the registry; ``--admin-port`` adds the fault/ledger admin API on a separate port, and the fault
-flags preset what that API can change later. Bad input ends with one line on stderr and a
-non-zero exit status, so scripts can show the reason as is.
+the registry; ``mock-agencies serve --agency cbas --port 8444 --key bank.key.pem --cert
+bank.cert.pem`` serves the bank (SOAP on ``POST /cbas/v1``). ``--admin-port`` adds the
+fault/ledger admin API on a separate port, and the fault flags preset what that API can change
+later. Bad input ends with one line on stderr and a non-zero exit status, so scripts can show
+the reason as is.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from aiohttp import web
 __all__ = ["main"]
 
 AGENCIES = ("vrs", "cbas", "rers")
-IMPLEMENTED = ("vrs",)
+IMPLEMENTED = ("vrs", "cbas")
 
 
 class CliError(Exception):
@@ -79,13 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--key", type=Path, required=True, help="the agency's signing key, JWK or PEM"
     )
     serve.add_argument(
-        "--public-url", help="origin clients sign @target-uri with (default http://HOST:PORT)"
+        "--cert", type=Path, help="the agency's X.509 certificate, PEM (cbas: required)"
+    )
+    serve.add_argument(
+        "--public-url",
+        help="vrs: origin clients sign @target-uri with (default http://HOST:PORT)",
     )
     serve.add_argument("--admin-host", default="127.0.0.1")
     serve.add_argument("--admin-port", type=_port, help="serve the admin API on this port")
     serve.add_argument("--seed", type=int, help="seed of the fault generator (reproducible runs)")
     serve.add_argument(
-        "--rate-limit", type=_non_negative, default=50.0, help="requests/s per key; 0 = off"
+        "--rate-limit",
+        type=_non_negative,
+        default=50.0,
+        help="requests/s per key or certificate; 0 = off",
     )
     serve.add_argument("--burst", type=_non_negative, help="bucket size (default = rate limit)")
     latency = serve.add_mutually_exclusive_group()
@@ -96,9 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument(
         "--latency-normal", type=_non_negative, nargs=2, metavar=("MEAN_MS", "SD_MS")
     )
-    serve.add_argument("--error-rate-503", type=_share, default=0.0, help="share answered 503")
-    serve.add_argument("--error-rate-429", type=_share, default=0.0, help="share answered 429")
-    serve.add_argument("--error-rate-500", type=_share, default=0.0, help="share answered 500")
+    serve.add_argument(
+        "--error-rate-503",
+        type=_share,
+        default=0.0,
+        help="share answered 503 (cbas: SERVICE_UNAVAILABLE fault)",
+    )
+    serve.add_argument(
+        "--error-rate-429", type=_share, default=0.0, help="share answered 429 (cbas: RATE_LIMITED)"
+    )
+    serve.add_argument(
+        "--error-rate-500",
+        type=_share,
+        default=0.0,
+        help="share answered 500 (cbas: an unsigned HTML page, not a SOAP response)",
+    )
     serve.add_argument("--drop-rate", type=_share, default=0.0, help="share of dropped connections")
     serve.add_argument("--drop-phase", choices=("before", "after"), default="after")
     serve.add_argument(
@@ -168,16 +189,45 @@ def _build_vrs(
     return app, create_admin_app_for(app)
 
 
+def _build_cbas(args: argparse.Namespace) -> tuple[web.Application, web.Application]:
+    from mock_agencies.cbas.server import (
+        DEFAULT_FIXTURE,
+        create_admin_app_for,
+        create_app,
+        new_faults,
+    )
+    from mock_agencies.common.faults import FaultConfig
+
+    faults = new_faults(args.seed)
+    faults.config = FaultConfig.from_json(_fault_settings(args))
+    app = create_app(
+        args.fixture or DEFAULT_FIXTURE,
+        args.key,
+        args.cert,
+        faults=faults,
+        rate_limit=args.rate_limit,
+        burst=args.burst,
+    )
+    for rule in args.inject:  # after create_app: loading the fixture resets the inject queue
+        faults.add_rule(rule)
+    return app, create_admin_app_for(app)
+
+
 async def _serve(args: argparse.Namespace) -> None:
     if args.agency not in IMPLEMENTED:
         raise CliError(
             f"--agency {args.agency}: not implemented yet (available: {', '.join(IMPLEMENTED)})"
         )
-    if args.port == 0 and args.public_url is None:
-        raise CliError("--port 0 needs --public-url (the port is not known in advance)")
-    public_url = args.public_url or f"http://{args.host}:{args.port}"
+    if args.agency == "cbas":
+        if args.cert is None:
+            raise CliError("--agency cbas needs --cert (the bank's X.509 certificate, PEM)")
+        public_url = "(SOAP endpoint POST /cbas/v1)"
+    else:
+        if args.port == 0 and args.public_url is None:
+            raise CliError("--port 0 needs --public-url (the port is not known in advance)")
+        public_url = args.public_url or f"http://{args.host}:{args.port}"
     try:
-        app, admin = _build_vrs(args, public_url)
+        app, admin = _build_cbas(args) if args.agency == "cbas" else _build_vrs(args, public_url)
     except OSError as exc:  # unreadable key or fixture file
         raise CliError(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)) from None
     except ValueError as exc:  # FixtureError, bad keys, URLs and fault settings
@@ -189,7 +239,10 @@ async def _serve(args: argparse.Namespace) -> None:
         runners.append(runner)
         await web.TCPSite(runner, args.host, args.port).start()
         where = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
-        line = f"{args.agency} mock listening on {where} (public URL {public_url})"
+        if args.agency == "cbas":
+            line = f"{args.agency} mock listening on {where} {public_url}"
+        else:
+            line = f"{args.agency} mock listening on {where} (public URL {public_url})"
         if args.admin_port is not None:
             admin_runner = web.AppRunner(admin, handle_signals=False)
             await admin_runner.setup()

@@ -3,7 +3,8 @@
 Court-side code must survive what real agencies do on bad days: slow answers, transient
 errors, connections that die (outcome unknown) and answers that fail verification. The
 switches here are agency-neutral: a mock maps the three error classes to its own transient
-codes (VRS: 503 ``service-unavailable``, 429 ``rate-limited``, 500 ``internal-error``).
+codes (VRS: 503 ``service-unavailable``, 429 ``rate-limited``, 500 ``internal-error``; CBAS:
+``SERVICE_UNAVAILABLE`` and ``RATE_LIMITED`` faults, and an unsigned HTML 500 page).
 
 Every random choice comes from one seeded ``random.Random``, so a run with the same seed and
 the same sequence of requests injects the same faults.
@@ -11,7 +12,7 @@ the same sequence of requests injects the same faults.
 Admin API (plain JSON, unsigned, meant for loopback): ``GET /faults``, ``PUT /faults``
 (replace; omitted members take their defaults), ``PATCH /faults`` (merge), ``POST /inject``
 (append README §10 inject rules), ``GET /ledger``, ``POST /reset`` (reload the fixture),
-``GET /healthz``.
+``GET /healthz``, plus any read-only JSON views a mock adds (the bank's ``GET /polls``).
 """
 
 from __future__ import annotations
@@ -261,8 +262,13 @@ def create_admin_app(
     *,
     ledger: Callable[[], list[dict[str, Any]]],
     reset: Callable[[], Awaitable[None] | None],
+    extra: Mapping[str, Callable[[], Any]] | None = None,
 ) -> web.Application:
-    """The admin app for one mock; serve it on a separate (loopback) port."""
+    """The admin app for one mock; serve it on a separate (loopback) port.
+
+    ``extra`` maps more ``GET`` paths to functions returning JSON-ready data, for views only
+    one mock has (e.g. the bank's poll log, evidence for court-side CBAS-23 tests).
+    """
 
     async def get_faults(request: web.Request) -> web.Response:
         return _json(faults.to_json())
@@ -328,4 +334,13 @@ def create_admin_app(
     app.router.add_get("/ledger", get_ledger)
     app.router.add_post("/reset", post_reset)
     app.router.add_get("/healthz", healthz)
+    for path, view in (extra or {}).items():
+        app.router.add_get(path, _json_view(view))
     return app
+
+
+def _json_view(view: Callable[[], Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        return _json(view())
+
+    return handler
