@@ -17,9 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+# Agencies keep duplicate-detection records for 90 days (README §7): no work may live longer.
+from gateway.model.codec import MAX_DEADLINE_SECONDS
 from gateway.model.types import AgencyKind
 
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+# The API's AgencyId (gateway/api/openapi.yaml): agency ids are named in batches and requests.
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+
 _COURT_RE = re.compile(r"^[0-9]{6}$")
 
 
@@ -27,7 +31,7 @@ _COURT_RE = re.compile(r"^[0-9]{6}$")
 class Limits:
     concurrency: int = 16  # calls in flight at once to this agency
     rate_per_second: float = 50.0  # token bucket refill; the agencies' own limits by default
-    burst: int = 50
+    burst: int = 10  # as parsed configuration: rate / 5
     connect_timeout: float = 5.0
     total_timeout: float = 30.0
     max_attempts: int = 5  # README §9: at most 5 attempts for transient errors
@@ -187,7 +191,7 @@ def _agency(table: Any, prefix: str, base: Path) -> AgencyConfig:
     r = _Reader(table, prefix, base)
     agency_id = r.get("id", str, required=True)
     if not _ID_RE.match(agency_id):
-        raise ConfigError(r.key("id"), "must be lowercase letters, digits, '.', '_' or '-'")
+        raise ConfigError(r.key("id"), "must be 1 to 64 letters, digits, '_' or '-'")
     kind_raw = r.get("kind", str, required=True)
     try:
         kind = AgencyKind(kind_raw)
@@ -275,7 +279,7 @@ def parse_config(data: Mapping[str, Any], base_dir: Path) -> GatewayConfig:
         ops_port=ops_port,
         store_url=store_url,
         lease_seconds=float(gw.positive("lease_seconds", 60.0)),
-        default_deadline_seconds=gw.positive("default_deadline_seconds", 24 * 3600, integer=True),
+        default_deadline_seconds=_deadline(gw),
         claim_batch=gw.positive("claim_batch", 64, integer=True),
         callers=callers,
         agencies=agencies,
@@ -284,6 +288,15 @@ def parse_config(data: Mapping[str, Any], base_dir: Path) -> GatewayConfig:
     gw.reject_unknown()
     top.reject_unknown()
     return config
+
+
+def _deadline(gw: _Reader) -> int:
+    value: int = gw.positive("default_deadline_seconds", 24 * 3600, integer=True)
+    if value > MAX_DEADLINE_SECONDS:
+        raise ConfigError("gateway.default_deadline_seconds",
+                          f"must be at most {MAX_DEADLINE_SECONDS} (90 days: agencies keep "
+                          "duplicate records that long)")
+    return value
 
 
 def _unique(values: list[str], table: str, key: str) -> None:

@@ -6,6 +6,7 @@ calls the library, so the dispatcher decides on retries from the class alone::
     GatewayError
     ├── ValidationError            bad input from a caller; names every bad field
     ├── ConfigError                bad configuration; names the key
+    ├── StoreUnavailableError      the durable store cannot be opened or reached
     ├── NotFoundError              no such resource visible to this caller
     ├── ConflictError              same id, different content
     └── AgencyError                something went wrong talking to an agency
@@ -54,6 +55,10 @@ class ConfigError(GatewayError):
     def __init__(self, key: str, message: str) -> None:
         self.key = key
         super().__init__(f"configuration error at {key}: {message}")
+
+
+class StoreUnavailableError(GatewayError):
+    """The durable store cannot be reached or opened; nothing can be accepted until it is."""
 
 
 class NotFoundError(GatewayError):

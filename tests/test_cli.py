@@ -93,6 +93,13 @@ async def test_cli_mistakes_are_one_line_and_non_zero(tmp_path: Path) -> None:
     code, _, err = await gateway_cli("serve", "--config", str(bad))
     one_line_error(code, err, "gateway.port")
 
+    # A store that cannot be opened (its path is a directory) is one line naming the store.
+    (tmp_path / "db-is-a-dir").mkdir()
+    store_bad = tmp_path / "store.toml"
+    store_bad.write_text('[store]\nurl = "sqlite+aiosqlite:///db-is-a-dir"\n')
+    code, _, err = await gateway_cli("serve", "--config", str(store_bad))
+    one_line_error(code, err, "cannot open the store")
+
     env = {k: v for k, v in os.environ.items() if k != "GATEWAY_TOKEN"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "import sys; from gateway.cli import main; sys.exit(main())",

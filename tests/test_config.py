@@ -85,6 +85,8 @@ def test_good_config_loads_with_defaults_and_fan_out(tmp_path: Path) -> None:
         ('kind = "vehicle"', 'kind = "boat"', "agencies[0].kind"),
         ('endpoint = "https://vrs.registry.example/"', 'endpoint = "vrs"', "agencies[0].endpoint"),
         ('id = "vrs-bj"', 'id = "bank-1"', "agencies[1].id"),
+        ('id = "vrs-bj"', 'id = "vrs.bj"', "agencies[0].id"),  # the API's AgencyId has no '.'
+        ("lease_seconds = 5", "default_deadline_seconds = 7776001", "gateway.default_deadline_seconds"),
         ("concurrency = 4", "concurrency = 0", "agencies[1].limits.concurrency"),
         ("concurrency = 4", "concurrency = true", "agencies[1].limits.concurrency"),
         ("concurrency = 4", "speed = 4", "agencies[1].limits.speed"),
@@ -96,6 +98,11 @@ def test_bad_config_names_the_key(tmp_path: Path, old: str, new: str, key: str) 
         load_config(write(tmp_path, GOOD.replace(old, new, 1)))
     assert info.value.key == key
     assert key in str(info.value)
+
+
+def test_agency_ids_match_the_apis_pattern(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, GOOD.replace('id = "vrs-bj"', 'id = "VRS_Beijing-1"', 1)))
+    assert cfg.agencies[0].id == "VRS_Beijing-1"
 
 
 def test_missing_key_file_is_named(tmp_path: Path) -> None:

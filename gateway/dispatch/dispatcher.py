@@ -150,7 +150,7 @@ class _Lane:
         try:
             outcome = await self.adapter.execute(call)
         except Exception as exc:  # the adapter's typed errors; anything else counts as transient
-            decision = decide(exc, attempt_no, self.limits, now=self.d.clock(),
+            decision = decide(exc, item.tries + 1, self.limits, now=self.d.clock(),
                               deadline=item.deadline_at)
         else:
             decision = Decision.done(to_json(outcome))

@@ -44,12 +44,17 @@ class Decision:
         return cls(state=WorkState.DONE, outcome="ok", result=result)
 
     @classmethod
-    def deadline(cls, deadline_at: dt.datetime) -> Decision:
+    def deadline(cls, deadline_at: dt.datetime, *, security: str | None = None,
+                 cause: str | None = None) -> Decision:
+        """Fail for the deadline; a security failure that led here is still reported as one."""
         message = f"deadline {deadline_at.isoformat()} passed before the agency answered"
+        if cause:
+            message += f" (last error: {cause})"
         return cls(state=WorkState.FAILED, outcome="deadline",
                    error={"class": "DeadlineExceeded", "code": "deadline-exceeded",
                           "message": message},
-                   error_class="DeadlineExceeded", error_code="deadline-exceeded", message=message)
+                   error_class="DeadlineExceeded", error_code="deadline-exceeded", message=message,
+                   security=security)
 
 
 def backoff_seconds(attempt_no: int, limits: Limits) -> float:
@@ -74,7 +79,7 @@ def _security_kind(exc: BaseException) -> str | None:
 
 def decide(
     exc: BaseException,
-    attempt_no: int,
+    attempt_no: int,  # counting only the calls that count against the budget (WorkItem.tries)
     limits: Limits,
     *,
     now: dt.datetime,
@@ -111,6 +116,6 @@ def decide(
         delay = backoff_seconds(attempt_no, limits)
     next_at = now + dt.timedelta(seconds=delay)
     if next_at >= deadline:
-        return Decision.deadline(deadline)
+        return Decision.deadline(deadline, security=security, cause=message)
     return Decision(state=WorkState.WAITING, outcome=outcome, error=error, next_attempt_at=next_at,
                     error_class=error_class, error_code=code, message=message, security=security)

@@ -129,10 +129,11 @@ class WorkItem:
     agency_id: str
     request_id: str
     command: Mapping[str, Any]  # canonical JSON of the item or control request
-    attempts: int  # attempts made before this one
+    attempts: int  # calls made before this one (polls that found a pending result included)
     checkpoint: Mapping[str, Any]
     deadline_at: dt.datetime
     lease_token: str
+    tries: int = 0  # calls before this one that count against the retry budget
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,7 @@ class LeaseOps:
                 request_id=row.request_id,
                 command=json.loads(row.command),
                 attempts=row.attempts,
+                tries=row.tries,
                 checkpoint=load(row.checkpoint_json) or {},
                 deadline_at=row.deadline_at,
                 lease_token=token,
@@ -125,6 +126,7 @@ class LeaseOps:
                         work.c.agency_id,
                         work.c.request_id,
                         work.c.attempts,
+                        work.c.tries,
                         work.c.lease_token,
                     )
                     .where(work.c.pk.in_(ids), work.c.state == WorkState.IN_FLIGHT.value)
@@ -154,6 +156,7 @@ class LeaseOps:
             .values(
                 state=w.c.state,
                 attempts=w.c.attempts,
+                tries=w.c.tries,
                 ready_at=w.c.ready,
                 next_attempt_at=w.c.next,
                 lease_token=None,
@@ -294,6 +297,7 @@ def claim_query(agency_id: str, now: dt.datetime, limit: int) -> Select[Any]:
             work.c.kind,
             work.c.request_id,
             work.c.attempts,
+            work.c.tries,
             work.c.checkpoint_json,
             work.c.deadline_at,
             func.coalesce(items.c.item_json, control_requests.c.payload_json).label("command"),

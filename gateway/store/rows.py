@@ -29,6 +29,9 @@ SPOOL_IN_MEMORY = 4 * 1024 * 1024  # a batch spills to a temporary file past thi
 Column = tuple[TypeEngine[Any], Sequence[Any]]  # (type, values)
 
 
+# Attempt.outcome of a call that found the agency still working (ResultPendingError).
+PENDING_OUTCOME = "pending"
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -149,6 +152,7 @@ class CompletionRows:
             pk=PK,
             state=Text(),
             attempts=Integer(),
+            tries=Integer(),
             ready=UtcDateTime(),
             next=UtcDateTime(),
             result=Text(),
@@ -180,6 +184,7 @@ class CompletionRows:
             columns[name][1].append(value)
 
     def add(self, c: Completion, row: Any) -> None:
+        """Queue one completion's rows; ``row`` is the work row as locked (pk, attempts, tries...)."""
         n = row.attempts + 1
         error = None if c.state is WorkState.DONE else (c.error or _attempt_error(c.attempt))
         retry_at = c.next_attempt_at if c.state is WorkState.WAITING else None
@@ -188,6 +193,7 @@ class CompletionRows:
             pk=row.pk,
             state=c.state.value,
             attempts=n,
+            tries=row.tries + (0 if c.attempt.outcome == PENDING_OUTCOME else 1),
             ready=retry_at,  # NULL once final, which takes the row out of the claim index
             next=retry_at,
             result=dump(c.result) if c.state is WorkState.DONE and c.result is not None else None,

@@ -155,7 +155,10 @@ work = Table(
     Column("agency_id", Text, nullable=False),
     Column("request_id", Text, nullable=False, unique=True),
     Column("state", Text, nullable=False),
-    Column("attempts", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),  # every call made (numbers the attempt rows)
+    # The calls that count against the retry budget: a poll that found the result still pending
+    # is not a failure and does not count.
+    Column("tries", Integer, nullable=False, server_default="0"),
     # The claim queue key: when the item may next be claimed. EPOCH while ACCEPTED (ready at
     # once, whatever the claimer's clock says), the retry time while WAITING, the lease expiry
     # while IN_FLIGHT (claimable again if its worker dies); NULL once final, which drops the row

@@ -13,6 +13,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -26,10 +27,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql import ColumnElement
 
-from gateway.errors import ConflictError, NotFoundError
+from gateway.errors import ConflictError, NotFoundError, StoreUnavailableError
 from gateway.store.base import (
     AgencyProgress,
     BatchRecord,
@@ -51,6 +52,7 @@ from gateway.store.rows import (
     utcnow,
 )
 from gateway.store.schema import (
+    SchemaVersionError,
     EPOCH,
     PK,
     UtcDateTime,
@@ -89,10 +91,21 @@ class SqlStore(LeaseOps):
     async def open(self) -> None:
         if self._db.is_open:
             return
+        if self._db.backend == "sqlite" and self._db.url.database:
+            # The default store lives in var/ beside the configuration: create the folder.
+            Path(self._db.url.database).parent.mkdir(parents=True, exist_ok=True)
         self._db.open()
         try:
             async with self._db.write() as conn:
                 await conn.run_sync(migrate, utcnow())
+        except SchemaVersionError:
+            await self.close()
+            raise
+        except (SQLAlchemyError, OSError) as exc:  # translated once, here, for a one-line error
+            await self.close()
+            raise StoreUnavailableError(
+                f"cannot open the store {self._db.url.render_as_string(hide_password=True)}: "
+                f"{getattr(exc, 'orig', None) or exc}") from exc
         except BaseException:
             await self.close()
             raise
@@ -174,6 +187,7 @@ class SqlStore(LeaseOps):
                     "batch_pk": literal(pk, PK),
                     "state": literal(WorkState.ACCEPTED.value, Text()),
                     "attempts": literal(0, Integer()),
+                    "tries": literal(0, Integer()),
                     "ready_at": literal(EPOCH, UtcDateTime()),
                     "deadline_at": literal(deadline_at, UtcDateTime()),
                     "created_at": literal(now, UtcDateTime()),
@@ -313,6 +327,7 @@ class SqlStore(LeaseOps):
                         request_id=control.request_id,
                         state=WorkState.ACCEPTED.value,
                         attempts=0,
+                        tries=0,
                         ready_at=EPOCH,
                         deadline_at=deadline_at,
                         created_at=now,

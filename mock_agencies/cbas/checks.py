@@ -164,9 +164,7 @@ def check_authorized(caller: Caller, request: Mapping[str, Any]) -> None:
     """README §8, CBAS-09: the request's court/code must be listed for the signer."""
     code = request["court"]["code"]
     if not caller.may_act_for(code):
-        raise CbasFault(
-            "COURT_NOT_AUTHORIZED", f"Court {code} is not listed for this certificate."
-        )
+        raise CbasFault("COURT_NOT_AUTHORIZED", f"Court {code} is not listed for this certificate.")
 
 
 def check_identifiers(request: Mapping[str, Any]) -> None:
@@ -204,4 +202,3 @@ def check_period(request: Mapping[str, Any]) -> None:
             "PERIOD_EXCEEDS_LIMIT",
             f"freezeDays {days} exceeds the limit of {MAX_FREEZE_DAYS} days.",
         )
-

@@ -53,7 +53,7 @@ _GROUPS = frozenset({"court", "officer", "subject", "payeeAccount", "assistanceN
 
 
 def local(element: etree._Element) -> str:
-    return etree.QName(element).localname
+    return str(etree.QName(element).localname)
 
 
 def _q(name: str) -> str:

@@ -157,9 +157,7 @@ class Bank:
                     if freeze.frozen_until == last:
                         released = freeze.frozen
                         freeze.status, freeze.frozen = "EXPIRED", ZERO
-                        self._log(
-                            "expired", freeze, account, releasedAmount=format_money(released)
-                        )
+                        self._log("expired", freeze, account, releasedAmount=format_money(released))
                 assert last is not None
                 self._promote(account, last + timedelta(days=1), "expiry")
 
@@ -185,7 +183,13 @@ class Bank:
     def accept(
         self, operation: str, request: Mapping[str, Any], court: Mapping[str, str], content: Any
     ) -> Ticket:
-        """Run the operation now (bank ICD §7), record the request and issue its ticket."""
+        """Run the operation now (bank ICD §7), record the request and issue its ticket.
+
+        The operation completes at this instant, so ``completedAt`` = ``acceptedAt`` and E, the
+        local date of ``completedAt`` (bank ICD §3), is the CST date of the Receipt: the state
+        changed then, and a later first non-PENDING poll must not move E (CBAS-15: final
+        answers never change). ``asOf``, ``releasedAt`` and ``deductedAt`` are the same instant.
+        """
         self.advance()
         now = self.now()
         try:
@@ -355,9 +359,7 @@ class Bank:
         frozenAmount; then promotion with E = today, or (waitlisted) renumbering."""
         freeze = self._visible_freeze(req["freezeId"], court_code)
         if freeze.status not in ("ACTIVE", "WAITLISTED"):
-            raise Rejection(
-                "FREEZE_NOT_ACTIVE", f"Freeze {freeze.freeze_id} is {freeze.status}."
-            )
+            raise Rejection("FREEZE_NOT_ACTIVE", f"Freeze {freeze.freeze_id} is {freeze.status}.")
         account = self.accounts[freeze.account_no]
         was_active, released = freeze.status == "ACTIVE", freeze.frozen
         freeze.status, freeze.frozen = "RELEASED", ZERO
@@ -439,4 +441,3 @@ class Bank:
             "payeeAccount": {k: payee[k] for k in ("accountName", "accountNo", "bankName")},
             "deductedAt": now,
         }
-

@@ -255,7 +255,8 @@ class Behaviour:
 
 
 def parse_behaviour(raw: Mapping[str, Any] | None) -> Behaviour:
-    """Defaults per VRS §8 / README §10: pendingPolls 1, retryAfterSeconds 1, no delay."""
+    """Defaults per VRS §8, bank ICD §7 and README §10: pendingPolls 1, retryAfterSeconds 1,
+    no delay."""
     raw = raw or {}
     return Behaviour(
         pending_polls=raw.get("pendingPolls", 1),

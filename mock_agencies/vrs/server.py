@@ -317,13 +317,14 @@ class VrsMock:
         if op.operation_id == "getVehicleQuery":  # VRS-15, VRS-16
             assert param is not None
             query = registry.poll_query(param, caller)
-            return _Answer(200, _dump(registry.render_query(query, caller)))
+            return _Answer(200, _dump(registry.render_query(query)))
         if op.operation_id == "createSeizure":  # VRS-17, VRS-18
             seizure = registry.create_seizure(body, key)
             location = f"/v2/seizures/{seizure['seizureId']}"
             return _Answer(201, _dump(seizure), headers={"Location": location})
         assert param is not None
-        found = registry.find_seizure(param, caller)  # VRS-18: 404 seizure-not-found
+        # VRS-18: 404 seizure-not-found; the request's court must be the placing court.
+        found = registry.find_seizure(param, body["court"]["code"])
         if op.operation_id == "renewSeizure":  # VRS-19
             return _Answer(200, _dump(registry.renew_seizure(found, int(body["seizureDays"]), key)))
         return _Answer(200, _dump(registry.release_seizure(found, key)))  # VRS-19

@@ -24,9 +24,15 @@ from mock_agencies.vrs.problems import VrsProblem
 __all__ = ["INJECTABLE_CODES", "OPERATIONS", "Registry"]
 
 
-def _visible(caller: Caller, court_code: str | None) -> bool:
-    """README §8: measure ids are shown only to callers authorized for the placing court."""
-    return "*" in caller.courts if court_code is None else caller.may_act_for(court_code)
+def _visible(acting_court: str, court_code: str | None) -> bool:
+    """README §8: a measure id is shown only to the court that placed the measure.
+
+    The ICD's words ("callers authorized for the court") would show every id to a caller listed
+    with "*"; the published example does not (get-vehicle-query.response.json: a "*" caller
+    acting for 110105 does not see 310115's seizure id). The example is what an agency does, so
+    visibility goes by the court the request acts for. The mock bank reads it the same way.
+    """
+    return court_code is not None and acting_court == court_code
 
 
 class Registry:
@@ -185,8 +191,8 @@ class Registry:
             encumbrances.append((enc, s.court_code))
         return members, encumbrances
 
-    def render_query(self, query: Query, caller: Caller) -> dict[str, Any]:
-        """VehicleQuery for ``caller``: seizureIds only where visible (README §8, VRS-16)."""
+    def render_query(self, query: Query) -> dict[str, Any]:
+        """VehicleQuery: seizureIds only of the querying court's seizures (README §8, VRS-16)."""
         out: dict[str, Any] = {"queryId": query.query_id}
         out["status"] = "PENDING" if query.result is None else "COMPLETED"
         out["subject"] = query.subject
@@ -199,7 +205,7 @@ class Registry:
             shown = []
             for enc, court in encumbrances:
                 enc = dict(enc)
-                if enc["type"] == "SEIZURE" and not _visible(caller, court):
+                if enc["type"] == "SEIZURE" and not _visible(query.court_code, court):
                     del enc["seizureId"]
                 shown.append(enc)
             vehicles.append({**members, "encumbrances": shown})
@@ -208,10 +214,10 @@ class Registry:
 
     # -- seizures (VRS §3, README §5) -----------------------------------------------------------
 
-    def find_seizure(self, seizure_id: str, caller: Caller) -> Seizure:
+    def find_seizure(self, seizure_id: str, acting_court: str) -> Seizure:
         self.advance()
         seizure = self.seizures.get(seizure_id)
-        if seizure is None or not _visible(caller, seizure.court_code):
+        if seizure is None or not _visible(acting_court, seizure.court_code):
             raise VrsProblem("seizure-not-found", f"no seizure {seizure_id} visible to this caller")
         return seizure
 

@@ -175,6 +175,32 @@ async def test_a_pending_result_resumes_from_its_checkpoint(tmp_path: Path, stor
     assert len(adapter.calls) == 2 and adapter.calls[1].resume == {"ticketId": "T-1"}
 
 
+async def test_pending_polls_use_no_attempt(tmp_path: Path, store: Store) -> None:
+    """Six polls that find the result pending, then one 503: with a budget of two attempts the
+    item still succeeds, because only the 503 counted."""
+
+    def behaviour(call: AgencyCall, n: int) -> Any:
+        if n <= 6:
+            return ResultPendingError("pending", retry_after=0.01)
+        if n == 7:
+            return TransientError("503", retry_after=0.01)
+        return ok(call)
+
+    adapter = ScriptedAdapter(behaviour)
+    cfg = gateway_config(tmp_path, [{"id": "a", "kind": "vehicle", "adapter": "scripted",
+                                     "endpoint": "http://127.0.0.1:9",
+                                     "limits": {"max_attempts": 2}}])
+    d = Dispatcher(cfg, store, registry(cfg, {"a": adapter}), idle_poll=0.02)
+    pk = await submit(store, ("a",), 1)
+    await d.start()
+    await drain(d, store, pk)
+    await d.stop()
+    assert len(adapter.calls) == 8
+    assert (await store.batch_results(pk, after=0, limit=1))[0].status == "done"
+    attempts = await store.attempts((await _work_ids(store, pk))[0])
+    assert [a.outcome for a in attempts] == ["pending"] * 6 + ["transient", "ok"]
+
+
 async def test_a_bad_response_is_retried_and_recorded_as_a_security_event(
         tmp_path: Path, store: Store) -> None:
     adapter = ScriptedAdapter(lambda call, n: ResponseVerificationError(

@@ -81,3 +81,11 @@ def test_a_pending_result_uses_no_attempt_but_respects_the_deadline() -> None:
     d = decide(ResultPendingError("pending", retry_after=30), 9, Limits(max_attempts=5),
                now=NOW, deadline=NOW + dt.timedelta(seconds=10))
     assert d.state is WorkState.FAILED and d.error_code == "deadline-exceeded"
+
+
+def test_a_security_failure_that_runs_into_the_deadline_is_still_a_security_event() -> None:
+    d = decide(ResponseVerificationError("bad signature"), 1, Limits(), now=NOW,
+               deadline=NOW + dt.timedelta(milliseconds=1))
+    assert d.state is WorkState.FAILED and d.error_code == "deadline-exceeded"
+    assert d.security == "response-verification-failed"
+    assert "bad signature" in (d.message or "")

@@ -667,3 +667,15 @@ async def test_a_reader_following_the_cursor_misses_no_result(
         for s in stores[1:]:
             await s.close()
     assert sorted(seen) == list(range(n))
+
+
+async def test_the_default_store_folder_is_created(tmp_path: Path) -> None:
+    from gateway.store import open_store
+
+    store = open_store(f"sqlite+aiosqlite:///{tmp_path / 'var' / 'deeper' / 'gateway.db'}")
+    await store.open()
+    try:
+        await store.ping()
+    finally:
+        await store.close()
+    assert (tmp_path / "var" / "deeper" / "gateway.db").exists()

@@ -116,7 +116,9 @@ async def test_inquiry_returns_the_fixture_vehicles(harness: Harness) -> None:
     today = cst_date(harness.mock.clock())
     assert (enc.type, enc.status, enc.rank, enc.case_no) == ("SEIZURE", "ACTIVE", 1,
                                                              "(2024)沪0115执567号")
-    assert enc.measure_id == "SZ-FIXTURE-0001"  # our key may act for every court ("*")
+    # Another court's seizure: the registry shows no id to court 110105 (README §8, as the
+    # published example reads it), though our key may act for every court ("*").
+    assert enc.measure_id is None
     assert enc.authority.court_code == "310115"
     assert (enc.effective_on, enc.until) == (today - dt.timedelta(days=63),
                                              today + dt.timedelta(days=666))

@@ -9,7 +9,9 @@ CBAS-02). Tests can tamper with the envelope before signing or with the bytes af
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
+import io
 import json
 import time
 import uuid
@@ -20,6 +22,10 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from gateway.security.certs import cert_sha256, load_certificate, load_private_key
@@ -35,7 +41,9 @@ EXAMPLES = ROOT / "tests" / "data" / "cbas"
 if not (EXAMPLES / "FreezeFunds.request.xml").exists():
     EXAMPLES = Path("/work/shared/agency-specs/examples/cbas")
 SPEC_FIXTURE = Path("/work/shared/agency-specs/examples/cbas/fixture.json")
-FIXTURE_PATH = EXAMPLES / "fixture.json" if (EXAMPLES / "fixture.json").exists() else DEFAULT_FIXTURE
+FIXTURE_PATH = (
+    EXAMPLES / "fixture.json" if (EXAMPLES / "fixture.json").exists() else DEFAULT_FIXTURE
+)
 
 COURT_KEY = load_private_key(KEYS / "cbas-court.key.pem")
 COURT_CERT = load_certificate(KEYS / "cbas-court.cert.pem")
@@ -71,6 +79,32 @@ def fixture() -> dict[str, Any]:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def make_certificate(
+    *, days: tuple[int, int] = (-1, 365), digital_signature: bool = True
+) -> tuple[Any, x509.Certificate]:
+    """A fresh self-signed RSA-2048 certificate valid from/until ``days`` relative to now."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test court (TEST)")])
+    usage = x509.KeyUsage(
+        digital_signature=digital_signature, content_commitment=False,
+        key_encipherment=not digital_signature, data_encipherment=False, key_agreement=False,
+        key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + datetime.timedelta(days=days[0]))
+        .not_valid_after(now + datetime.timedelta(days=days[1]))
+        .add_extension(usage, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
 
 
 # -- building requests (independently of the mock's writer) ------------------------------------
@@ -255,13 +289,17 @@ class SignedClient:
         self.key, self.cert = key, cert
         self.signer = WsSecuritySigner(key, cert)
         self.path = path
-        self.verifier = WsSecurityVerifier({cert_sha256(BANK_CERT): "bank"}, clock=clock)
+        self.verifier = WsSecurityVerifier({cert_sha256(BANK_CERT): "bank"}, clock=self.now)
+
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self.clock(), datetime.UTC)
 
     def with_cert(self, key: Any, cert: Any) -> SignedClient:
         return SignedClient(self.client, self.clock, key, cert, self.path)
 
     def sign(self, env: etree._Element, created: float | None = None) -> bytes:
-        return self.signer.sign(env, created=self.clock() if created is None else created)
+        at = self.clock() if created is None else created
+        return self.signer.sign(env, created=datetime.datetime.fromtimestamp(at, datetime.UTC))
 
     async def send(
         self,
@@ -277,7 +315,8 @@ class SignedClient:
             headers["Content-Type"] = content_type
         if action is not None:
             headers["SOAPAction"] = action
-        async with self.client.post(path or self.path, data=data, headers=headers) as resp:
+        body_data: Any = io.BytesIO(data) if len(data) > 1 << 20 else data  # no loop stall
+        async with self.client.post(path or self.path, data=body_data, headers=headers) as resp:
             status, resp_headers, body = resp.status, resp.headers, await resp.read()
         reply = Reply(status, resp_headers, body, None, None)
         try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 from lxml import etree
 
+from mock_agencies.common.faults import FaultConfig
 from tests.mock_agencies.cbas.client import (
     CBAS,
     COURT_SHA,
@@ -17,6 +19,8 @@ from tests.mock_agencies.cbas.client import (
     new_id,
     start,
 )
+
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 
 
 async def test_cbas13_same_content_replays_the_receipt_once(aiohttp_client) -> None:
@@ -33,6 +37,20 @@ async def test_cbas13_same_content_replays_the_receipt_once(aiohttp_client) -> N
     )  # fmt: skip
     assert [e["event"] for e in h.ledger] == ["placed"]  # no second execution
     assert len(h.mock.bank.tickets) == 1
+    created = [r.envelope.findtext(f".//{{{WSU}}}Created") for r in (first, again)]
+    assert created[0] != created[1]  # fresh timestamp and signature (README §7)
+
+
+async def test_cbas13_concurrent_duplicates_are_answered_as_if_sequential(aiohttp_client) -> None:
+    """README §7: CBAS issues Receipts at once, so a duplicate during the original's answer
+    (here: delayed by latency) is a plain replay."""
+    h = await start(aiohttp_client)
+    h.mock.faults.config = FaultConfig.from_json({"latency": {"ms": 50}})
+    members = freeze()
+    replies = await asyncio.gather(*(h.client.call("FreezeFunds", members) for _ in range(2)))
+    assert {r.data["ticketId"] for r in replies} == {replies[0].data["ticketId"]}
+    assert sorted(r.data.get("replayed", "-") for r in replies) == ["-", "true"]
+    assert [e["event"] for e in h.ledger] == ["placed"]
 
 
 async def test_cbas13_content_equality_ignores_prefixes_whitespace_and_base64_form(
@@ -47,7 +65,8 @@ async def test_cbas13_content_equality_ignores_prefixes_whitespace_and_base64_fo
     def restyle(env: etree._Element) -> None:
         body = env.find("{http://schemas.xmlsoap.org/soap/envelope/}Body")
         text = etree.tostring(body[0], encoding="unicode")
-        text = text.replace("cbas:", "b:").replace("xmlns:cbas=", "xmlns:b=")
+        for old, new in (("<cbas:", "<b:"), ("</cbas:", "</b:"), ("xmlns:cbas=", "xmlns:b=")):
+            text = text.replace(old, new)
         el = etree.fromstring(text)
         etree.indent(el, space="    ")  # whitespace-only text between elements
         content = el.find(f".//{{{CBAS}}}content")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lxml import etree
 
+from gateway.security.certs import cert_sha256
 from tests.mock_agencies.cbas.client import (
     CBAS,
     COURT_CERT,
@@ -12,6 +13,7 @@ from tests.mock_agencies.cbas.client import (
     fixture,
     freeze,
     inquire,
+    make_certificate,
     new_id,
     start,
 )
@@ -72,11 +74,7 @@ async def test_cbas15_unknown_ticket(aiohttp_client) -> None:
 async def test_cbas15_ticket_invisible_to_callers_not_authorized_for_its_court(
     aiohttp_client,
 ) -> None:
-    from tests.mock_agencies.cbas.test_protocol import _certificate
-
-    key, cert = _certificate()
-    from gateway.security.certs import cert_sha256
-
+    key, cert = make_certificate()
     data = fixture()
     data["callers"] = [
         {"certificateSha256": COURT_SHA, "courts": ["110105"]},

@@ -244,7 +244,8 @@ class SignedClient:
         return await self.post(f"/v2/seizures/{seizure_id}/renewals", renewal_body(days), **kw)
 
     async def release(self, seizure_id: str, **kw: Any) -> Reply:
-        return await self.delete(f"/v2/seizures/{seizure_id}", release_body(), **kw)
+        body_kw = {k: kw.pop(k) for k in ("court", "case_no") if k in kw}
+        return await self.delete(f"/v2/seizures/{seizure_id}", release_body(**body_kw), **kw)
 
 
 @dataclass

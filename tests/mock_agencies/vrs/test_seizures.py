@@ -41,9 +41,13 @@ async def _encumbrances(client, vin: str) -> list[dict]:
     return {v["vin"]: v["encumbrances"] for v in poll.json["vehicles"]}[vin]
 
 
-def _seizures(encumbrances: list[dict]) -> list[tuple[str, str, int, str | None, str | None]]:
+# The fixture's seizure belongs to court 310115; its id is shown only to that court (README §8).
+OTHER_COURT = {"court": "310115", "case_no": "(2024)沪0115执567号"}
+
+
+def _seizures(encumbrances: list[dict]) -> list[tuple[str | None, str, int, str | None, str | None]]:
     return [
-        (e["seizureId"], e["status"], e["rank"], e.get("effectiveOn"), e.get("until"))
+        (e.get("seizureId"), e["status"], e["rank"], e.get("effectiveOn"), e.get("until"))
         for e in encumbrances
         if e["type"] == "SEIZURE"
     ]
@@ -80,7 +84,9 @@ async def test_vrs17_promotion_on_release(aiohttp_client) -> None:
     a = (await h.client.seize(VIN_SEIZED, 100)).json["seizureId"]
     b = (await h.client.seize(VIN_SEIZED, 50)).json["seizureId"]
     h.clock.set(cst(TODAY + timedelta(days=10), 23, 30))  # evening in CST
-    released = await h.client.release("SZ-FIXTURE-0001")
+    # Our court cannot see another court's seizure, let alone release it.
+    assert (await h.client.release("SZ-FIXTURE-0001")).status == 404
+    released = await h.client.release("SZ-FIXTURE-0001", **OTHER_COURT)
     assert released.json["releasedAt"] == utc_timestamp(h.clock())
     e = TODAY + timedelta(days=10)  # the local date of the release
     assert _seizures(await _encumbrances(h.client, VIN_SEIZED)) == [
@@ -100,7 +106,7 @@ async def test_vrs17_releasing_a_waitlisted_seizure_renumbers(aiohttp_client) ->
     assert [
         (s, st, rank) for s, st, rank, _, _ in _seizures(await _encumbrances(h.client, VIN_SEIZED))
     ] == [
-        ("SZ-FIXTURE-0001", "ACTIVE", 1),
+        (None, "ACTIVE", 1),  # 310115's seizure: no id for our court
         (b, "WAITLISTED", 2),
         (c, "WAITLISTED", 3),
     ]
@@ -111,10 +117,7 @@ async def test_vrs17_promotion_on_expiry(aiohttp_client) -> None:
     h = await _harness(aiohttp_client)
     a = (await h.client.seize(VIN_SEIZED, 100)).json["seizureId"]
     h.clock.set(cst(FIXTURE_LAST_DAY, 23, 59, 59))  # still in force on its last day
-    assert _seizures(await _encumbrances(h.client, VIN_SEIZED))[0][:2] == (
-        "SZ-FIXTURE-0001",
-        "ACTIVE",
-    )
+    assert _seizures(await _encumbrances(h.client, VIN_SEIZED))[0][:2] == (None, "ACTIVE")
     h.clock.advance(1)  # 24:00 CST at the end of the last day
     e = FIXTURE_LAST_DAY + timedelta(days=1)
     assert _seizures(await _encumbrances(h.client, VIN_SEIZED)) == [

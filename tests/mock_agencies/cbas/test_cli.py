@@ -1,0 +1,89 @@
+"""``mock-agencies serve --agency cbas``: one-line errors for bad input, and a real served process
+answering signed SOAP requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+
+import aiohttp
+import pytest
+
+from mock_agencies.cli import main
+from tests.mock_agencies.cbas.client import KEYS, ROOT, SignedClient, freeze, inquire
+
+KEY, CERT = str(KEYS / "cbas-bank.key.pem"), str(KEYS / "cbas-bank.cert.pem")
+BASE = ["serve", "--agency", "cbas", "--port", "0", "--key", KEY, "--cert", CERT]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--agency", "cbas", "--port", "0", "--key", KEY], "needs --cert"),
+        ([*BASE[:-1], "/nonexistent/cert.pem"], "No such file"),
+        ([*BASE[:-3], "/nonexistent/key.pem", "--cert", CERT], "No such file"),
+        ([*BASE[:-3], CERT, "--cert", CERT], "not a PEM private key"),
+        ([*BASE[:-1], KEY], "not an X.509 certificate"),
+        ([*BASE[:-3], str(KEYS / "cbas-court.key.pem"), "--cert", CERT], "does not belong"),
+        (
+            [
+                *BASE[:-3],
+                str(KEYS / "rers-registry.key.pem"),
+                "--cert",
+                str(KEYS / "rers-registry.cert.pem"),
+            ],
+            "RSA key",
+        ),
+        ([*BASE, "--inject", "FreezeFunds:BUSY:1"], "cannot be injected"),
+        ([*BASE, "--inject", "createSeizure:RATE_LIMITED:1"], "unknown operation"),
+        ([*BASE, "--fixture", "/nonexistent/fixture.json"], "cannot read"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_non_zero(capsys, argv, message) -> None:
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mock-agencies: error: "), err
+    assert message in err
+
+
+def test_cli_bad_fixture_names_the_member(capsys, tmp_path) -> None:
+    data = json.loads((ROOT / "mock_agencies" / "cbas" / "fixture.json").read_text("utf-8"))
+    data["accounts"][2]["currency"] = "usd"
+    bad = tmp_path / "fixture.json"
+    bad.write_text(json.dumps(data, ensure_ascii=False), "utf-8")
+    assert main([*BASE, "--fixture", str(bad)]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fixture member accounts[2].currency" in err
+
+
+async def test_cli_serve_answers_signed_soap() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mock_agencies.cli", *BASE, "--admin-port", "0", "--seed", "1",
+        "--inject", "FreezeFunds:SERVICE_UNAVAILABLE:1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=20)).decode()
+        ports = re.findall(r"http://127\.0\.0\.1:(\d+)", line)
+        assert len(ports) == 2 and "/cbas/v1" in line, line
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{ports[0]}") as session:
+            client = SignedClient(session, time.time)  # verifies the bank's signatures
+            r = await client.call("InquireAccounts", inquire())
+            assert r.status == 200
+            assert (await client.fetch(r.data["ticketId"])).data["status"] == "PENDING"
+            assert (await client.call("FreezeFunds", freeze())).fault == "SERVICE_UNAVAILABLE"
+            assert (await client.call("FreezeFunds", freeze())).status == 200
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{ports[1]}") as admin:
+            async with admin.get("/healthz") as resp:
+                assert await resp.json() == {"status": "ok"}
+            async with admin.get("/ledger") as resp:
+                assert [e["event"] for e in (await resp.json())["entries"]] == ["placed"]
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), timeout=10)
+    assert proc.returncode == 0
