@@ -25,14 +25,14 @@ from typing import Any, Final, Generic, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-import zeep  # type: ignore[import-untyped]
-import zeep.exceptions  # type: ignore[import-untyped]
+import zeep
+import zeep.exceptions
 from lxml import etree
-from zeep.wsdl.bindings.soap import (  # type: ignore[import-untyped]
+from zeep.wsdl.bindings.soap import (
     Soap11Binding,
     Soap12Binding,
 )
-from zeep.xsd.context import XmlParserContext  # type: ignore[import-untyped]
+from zeep.xsd.context import XmlParserContext
 
 from gateway.config import AgencyConfig
 from gateway.errors import ConfigError, ResponseVerificationError, TransientError
@@ -41,12 +41,12 @@ from gateway.security.xmldsig import XmlSecurityError, children
 from gateway.security.xmlsafe import XmlRejected, parse_xml
 
 __all__ = [
+    "SOAP11_NS",
+    "SOAP12_NS",
     "EnvelopeSigner",
     "EnvelopeVerifier",
     "LocalFilesTransport",
     "NetworkLoadForbidden",
-    "SOAP11_NS",
-    "SOAP12_NS",
     "SoapFault",
     "SoapReply",
     "SoapTransport",
@@ -105,7 +105,7 @@ class SoapFault:
     @property
     def code_local(self) -> str:
         """The fault code without its namespace: ``Client``, ``Server``, ``Sender``..."""
-        return etree.QName(self.code).localname
+        return str(etree.QName(self.code).localname)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +274,7 @@ class SoapTransport(Generic[V]):
         self, wsdl_path: Path, version: SoapVersion, prefixes: Mapping[str, str]
     ) -> tuple[Any, Any]:
         try:
-            client = zeep.Client(
+            client = zeep.Client(  # type: ignore[no-untyped-call]
                 str(wsdl_path.resolve()),
                 transport=LocalFilesTransport(wsdl_path.resolve().parent),
                 settings=self._settings,
@@ -282,7 +282,7 @@ class SoapTransport(Generic[V]):
         except (OSError, NetworkLoadForbidden, zeep.exceptions.Error) as exc:
             raise ConfigError("wsdl_path", f"cannot load {wsdl_path}: {exc}") from exc
         for prefix, namespace in prefixes.items():
-            client.set_ns_prefix(prefix, namespace)
+            client.set_ns_prefix(prefix, namespace)  # type: ignore[no-untyped-call]
         for service in client.wsdl.services.values():
             for port in service.ports.values():
                 if isinstance(port.binding, _BINDINGS[version]):
@@ -303,11 +303,13 @@ class SoapTransport(Generic[V]):
         """
         self._operation(operation)
         try:
-            envelope = self._client.create_message(self._service, operation, **payload)
+            envelope: etree._Element = self._client.create_message(
+                self._service, operation, **payload
+            )
         except (TypeError, zeep.exceptions.Error) as exc:
             raise ValueError(f"{operation}: cannot build the request: {exc}") from exc
         etree.indent(envelope, space="  ")
-        return envelope  # type: ignore[no-any-return]
+        return envelope
 
     def headers(self, operation: str) -> dict[str, str]:
         """HTTP headers for ``operation``: CBAS-01 for 1.1; the action parameter for 1.2."""
@@ -405,7 +407,7 @@ class SoapTransport(Generic[V]):
             return declaration.parse(
                 element,
                 self._client.wsdl.types,
-                context=XmlParserContext(settings=self._settings),
+                context=XmlParserContext(settings=self._settings),  # type: ignore[no-untyped-call]
             )
         except (zeep.exceptions.Error, ValueError, TypeError, ArithmeticError) as exc:
             raise TransientError(

@@ -16,15 +16,18 @@ bindings, never by hand. libxmlsec1 was chosen over signxml because:
 The price: the ``xmlsec`` wheel and ``lxml`` must link the same libxml2 version, or ``xmlsec``
 refuses to import. The import below turns that into an explanation instead of a bare error.
 
-The profile modules (``wssec`` now, the RERS profile later) own the structure checks; this module
-offers what both need: namespaces and algorithm URIs, a template builder, ID bookkeeping, and
-sign/verify wrappers that translate ``xmlsec`` errors once.
+The profile modules (``wssec`` now, the RERS profile later) decide what is referenced and where;
+this module offers what both need: namespaces and algorithm URIs, a template builder, strict
+checks of ``ds:Signature``/``SignedInfo`` against a fixed algorithm set, ID bookkeeping, and
+sign/verify wrappers that translate ``xmlsec`` errors once. (The RERS examples verify through
+``signature_parts``, ``check_signed_info`` and ``verify_signature`` unchanged: ECDSA r||s and
+the enveloped transform are libxmlsec1's.)
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -55,9 +58,13 @@ __all__ = [
     "SecurityCode",
     "SignatureMismatch",
     "XmlSecurityError",
+    "check_signed_info",
     "children",
+    "ds",
+    "expect_method",
     "id_values",
     "sign_signature",
+    "signature_parts",
     "signature_template",
     "verify_signature",
     "xmlsec_private_key",
@@ -181,7 +188,7 @@ def id_values(root: etree._Element) -> Counter[str]:
     for el in root.iter():
         for name, value in el.attrib.items():
             if etree.QName(name).localname in ID_LOCAL_NAMES:
-                seen[value] += 1
+                seen[str(value)] += 1  # lxml gives str; the stubs also allow bytes
     return seen
 
 
@@ -249,12 +256,62 @@ def verify_signature(
         raise SignatureMismatch(f"{exc}") from exc
 
 
-def algorithm(element: etree._Element | None) -> str | None:
-    """The ``Algorithm`` attribute of a DSig method or transform element, if any."""
-    return None if element is None else element.get("Algorithm")
+def expect_method(element: etree._Element, uri: str) -> None:
+    """Raise ValueError unless a method or transform element names ``uri`` with no parameters.
+
+    Parameters (``InclusiveNamespaces``, ``HMACOutputLength``, XPath) are refused: the profiles
+    fix every algorithm without any.
+    """
+    if element.get("Algorithm") != uri or len(element):
+        name = etree.QName(element).localname
+        raise ValueError(f"{name} must be {uri} with no parameters")
 
 
-def attributes_only(element: etree._Element, allowed: Mapping[str, object] | Iterable[str]) -> bool:
-    """True if ``element`` carries no attribute outside ``allowed`` (Clark names)."""
-    names = set(allowed)
-    return all(name in names for name in element.attrib)
+def signature_parts(
+    signature: etree._Element,
+) -> tuple[etree._Element, etree._Element, etree._Element]:
+    """SignedInfo, SignatureValue and KeyInfo: exactly these, in schema order (no ds:Object)."""
+    parts = children(signature)
+    if [p.tag for p in parts] != [ds("SignedInfo"), ds("SignatureValue"), ds("KeyInfo")]:
+        raise ValueError("ds:Signature must hold SignedInfo, SignatureValue and KeyInfo only")
+    return parts[0], parts[1], parts[2]
+
+
+def check_signed_info(
+    info: etree._Element,
+    *,
+    c14n: str,
+    method: str,
+    digest: str,
+    transforms: tuple[str, ...],
+    references: int,
+) -> list[str]:
+    """The reference URIs, after checking ``SignedInfo`` holds exactly what a profile fixes.
+
+    That is: the c14n and signature methods, then ``references`` references, each with exactly
+    ``transforms`` in order and ``digest``, and no attribute but ``URI`` and ``Id``. Raises
+    ValueError with the first deviation; the profile maps it onto its own error.
+    """
+    items = children(info)
+    tags = [i.tag for i in items]
+    if tags != [ds("CanonicalizationMethod"), ds("SignatureMethod")] + [ds("Reference")] * references:
+        raise ValueError(
+            f"SignedInfo must hold c14n and signature methods and {references} reference(s)"
+        )
+    expect_method(items[0], c14n)
+    expect_method(items[1], method)
+    uris = []
+    for reference in items[2:]:
+        if "URI" not in reference.attrib or set(reference.attrib) - {"URI", "Id"}:
+            raise ValueError("a Reference must carry a URI and no Type")
+        parts = children(reference)
+        if [p.tag for p in parts] != [ds("Transforms"), ds("DigestMethod"), ds("DigestValue")]:
+            raise ValueError("a Reference must hold Transforms, DigestMethod and DigestValue")
+        steps = children(parts[0])
+        if [s.tag for s in steps] != [ds("Transform")] * len(transforms):
+            raise ValueError(f"a Reference must have exactly {len(transforms)} Transform(s)")
+        for step, uri in zip(steps, transforms, strict=True):
+            expect_method(step, uri)
+        expect_method(parts[1], digest)
+        uris.append(str(reference.get("URI")))
+    return uris

@@ -105,14 +105,14 @@ def parse_xml(data: bytes, *, max_bytes: int = MAX_BYTES) -> etree._Element:
         root = etree.fromstring(data, hardened_parser())
     except etree.XMLSyntaxError as exc:
         raise XmlRejected(f"not well-formed XML: {exc}") from None
-    docinfo = root.getroottree().docinfo
+    docinfo: Any = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise XmlRejected("document type declarations are not accepted")
     for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
         if isinstance(sibling, etree._ProcessingInstruction):
-            raise XmlRejected(f"processing instruction <?{sibling.target}?> is not accepted")
+            raise XmlRejected(f"processing instruction <?{sibling.target!s}?> is not accepted")
     for node in root.iter(etree.ProcessingInstruction, etree.Entity):
         if isinstance(node, etree._ProcessingInstruction):
-            raise XmlRejected(f"processing instruction <?{node.target}?> is not accepted")
+            raise XmlRejected(f"processing instruction <?{node.target!s}?> is not accepted")
         raise XmlRejected("entity references are not accepted")
     return root

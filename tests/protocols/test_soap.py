@@ -308,10 +308,10 @@ def test_soap12_fault_parses_code_subcode_reason_detail() -> None:
 
 @pytest.mark.parametrize(
     "xml",
-    [b"<f:Fault xmlns:f='http://schemas.xmlsoap.org/soap/envelope/'><faultcode>x:Client"
-     b"</faultcode><faultstring>s</faultstring></f:Fault>",
-     b"<f:Fault xmlns:f='http://schemas.xmlsoap.org/soap/envelope/'><faultstring>s"
-     b"</faultstring></f:Fault>",
+    [(b"<f:Fault xmlns:f='http://schemas.xmlsoap.org/soap/envelope/'><faultcode>x:Client"
+      b"</faultcode><faultstring>s</faultstring></f:Fault>"),
+     (b"<f:Fault xmlns:f='http://schemas.xmlsoap.org/soap/envelope/'><faultstring>s"
+      b"</faultstring></f:Fault>"),
      b"<f:Fault xmlns:f='http://www.w3.org/2003/05/soap-envelope'><f:Reason/></f:Fault>",
      b"<Fault/>"],
     ids=["undeclared-prefix", "no-faultcode", "no-code", "not-soap"],

@@ -150,4 +150,4 @@ def test_ec_curves() -> None:
 def test_naive_now_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         check_signing_certificate(load_certificate(KEYS / "cbas-bank.cert.pem"),
-                                  now=datetime(2026, 1, 1))  # noqa: DTZ001
+                                  now=datetime(2026, 1, 1))

@@ -171,7 +171,7 @@ def flip_body_text(data: bytes) -> bytes:
 def _mutations() -> dict[str, Callable[[bytes], bytes]]:
     def drop(pattern: bytes, which: int = 0) -> Callable[[bytes], bytes]:
         def apply(data: bytes) -> bytes:
-            found = list(re.finditer(pattern, data, re.S))
+            found = list(re.finditer(pattern, data, re.DOTALL))
             m = found[which]
             return data[:m.start()] + data[m.end():]
         return apply
@@ -499,8 +499,8 @@ def _one_reference(root: etree._Element) -> None:
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        (_third_reference, "two references"),
-        (_one_reference, "two references"),
+        (_third_reference, "2 reference"),
+        (_one_reference, "2 reference"),
         (_set_algorithm("//ds:SignatureMethod",
                         "http://www.w3.org/2000/09/xmldsig#rsa-sha1"), "SignatureMethod"),
         (_set_algorithm("//ds:DigestMethod",
@@ -511,7 +511,7 @@ def _one_reference(root: etree._Element) -> None:
         (_set_algorithm("//ds:Transform",
                         "http://www.w3.org/2001/10/xml-exc-c14n#WithComments"), "Transform"),
         (_inclusive_namespaces, "CanonicalizationMethod"),
-        (_extra_transform, "exactly one Transform"),
+        (_extra_transform, "exactly 1 Transform"),
     ],
     ids=["third-reference", "one-reference", "rsa-sha1", "sha1-digest", "inclusive-c14n",
          "with-comments", "inclusive-namespaces", "two-transforms"],

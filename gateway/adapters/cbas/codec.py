@@ -113,7 +113,7 @@ def schema_errors(element: etree._Element) -> list[str]:
     doc = etree.ElementTree(_detached(element))
     if schema().validate(doc):
         return []
-    return [f"line {e.line}: {e.message}" for e in schema().error_log]  # type: ignore[attr-defined]
+    return [f"line {e.line}: {e.message}" for e in schema().error_log]
 
 
 def _detached(element: etree._Element) -> etree._Element:
@@ -295,9 +295,11 @@ def _amount(doc: Mapping[str, Any], name: str) -> Money:
     if not isinstance(value, Mapping):
         raise InvalidResponse(f"{name} is not a Money element")
     text, currency = value.get("_value_1"), value.get("currency") or "CNY"  # XSD default
+    if not isinstance(text, str) or not isinstance(currency, str):
+        raise InvalidResponse(f"{name} is not an amount with a currency")
     try:
-        return Money(parse_money(text), currency)  # never through float
-    except (TypeError, ValueError) as exc:
+        return Money(parse_money(text), currency)  # a decimal string, never through float
+    except ValueError as exc:
         raise InvalidResponse(f"{name}: {exc}") from exc
 
 
