@@ -8,11 +8,14 @@ in the agencies' published format (README §10) where a share of the subjects ho
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import random
 import socket
 import string
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from decimal import Decimal
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,30 +153,26 @@ class RunningMock:
 
 
 @contextlib.asynccontextmanager
-async def mock_vrs(
-    fixture: Mapping[str, Any] | str,
-    signing_key: Any,
+async def serve_mock(
+    make_app: Callable[[str], Any],
+    state_key: Any,
     *,
     host: str = "127.0.0.1",
     port: int = 0,
     middlewares: tuple[Any, ...] = (),
-    **kwargs: Any,
 ) -> AsyncIterator[RunningMock]:
-    """Serve the mock vehicle registry on a loopback port for the duration of the block.
+    """Serve ``make_app(public_url)`` on a loopback port for the duration of the block.
 
-    ``middlewares`` (aiohttp middlewares) run before the registry's own handling: tests use one
-    to record exactly what arrived on the wire.
+    ``middlewares`` (aiohttp middlewares) run before the mock's own handling: tests use one to
+    record exactly what arrived on the wire.
     """
     from aiohttp import web
-
-    from mock_agencies.vrs.server import VRS_KEY, create_app
 
     sock = socket.socket()
     try:
         sock.bind((host, port))
-        bound = sock.getsockname()[1]
-        url = f"http://{host}:{bound}"
-        app = create_app(fixture, signing_key, url, **kwargs)
+        url = f"http://{host}:{sock.getsockname()[1]}"
+        app = make_app(url)
         app.middlewares[:0] = list(middlewares)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -183,6 +182,116 @@ async def mock_vrs(
         sock.close()
         raise
     try:
-        yield RunningMock(url=url, app=app, state=app[VRS_KEY])
+        yield RunningMock(url=url, app=app, state=app[state_key])
     finally:
         await runner.cleanup()
+
+
+def mock_vrs(fixture: Mapping[str, Any] | str, signing_key: Any, *,
+             middlewares: tuple[Any, ...] = (), **kwargs: Any
+             ) -> contextlib.AbstractAsyncContextManager[RunningMock]:
+    """The mock vehicle registry on loopback (``state`` is its VrsMock)."""
+    from mock_agencies.vrs.server import VRS_KEY, create_app
+
+    return serve_mock(lambda url: create_app(fixture, signing_key, url, **kwargs), VRS_KEY,
+                      middlewares=middlewares)
+
+
+def mock_cbas(fixture: Mapping[str, Any] | str, signing_key: Any, certificate: Any, *,
+              middlewares: tuple[Any, ...] = (), **kwargs: Any
+              ) -> contextlib.AbstractAsyncContextManager[RunningMock]:
+    """A mock bank on loopback (``state`` is its CbasMock; the SOAP endpoint is ``url``)."""
+    from mock_agencies.cbas.server import CBAS_KEY, create_app
+
+    return serve_mock(lambda _url: create_app(fixture, signing_key, certificate, **kwargs),
+                      CBAS_KEY, middlewares=middlewares)
+
+
+# --- banks (CBAS) ------------------------------------------------------------------------------
+
+
+def generate_certificate(key_path: Path, cert_path: Path, common_name: str, *,
+                         kind: str = "rsa", days: int = 365) -> str:
+    """A self-signed signing certificate (digitalSignature) and its key, as PEM files, for demos
+    and tests only; returns the certificate's SHA-256 (the agencies' caller-list identifier).
+    ``kind`` is "rsa" (RSA-2048, CBAS) or "ec" (P-256, RERS)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    key: Any = (rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "rsa"
+                else ec.generate_private_key(ec.SECP256R1()))
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "agency-gateway demo (TEST)"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False,
+                                         decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return hashlib.sha256(der).hexdigest()
+
+
+def account_no(rng: random.Random) -> str:
+    return "6222" + "".join(rng.choice(string.digits) for _ in range(15))
+
+
+def cbas_fixture(
+    people: list[SyntheticSubject],
+    caller_certificates: list[str],
+    *,
+    bank_name: str = "示例银行",
+    seed: int = 1,
+    hit_ratio: float = 0.3,
+    pending_polls: int = 1,
+    retry_after_seconds: int = 1,
+) -> dict[str, Any]:
+    """A CBAS fixture (bank ICD §7) where about ``hit_ratio`` of the subjects hold accounts with
+    balances in whole yuan and fen (money as strings, never floats), some with another court's
+    freeze and some closed or dormant. ``caller_certificates`` are SHA-256s acting for any court."""
+    rng = random.Random(seed)
+    accounts: list[dict[str, Any]] = []
+    for s in people:
+        if rng.random() >= hit_ratio:
+            continue
+        for _ in range(1 if rng.random() < 0.6 else 2):
+            balance = Decimal(rng.randint(0, 50_000_000)) / 100
+            acct: dict[str, Any] = {
+                "accountNo": account_no(rng), "owner": s.id_number,
+                "accountType": rng.choice(["DEMAND_DEPOSIT", "TIME_DEPOSIT"]),
+                "currency": "CNY", "balance": f"{balance:.2f}",
+                "status": rng.choices(["ACTIVE", "DORMANT", "CLOSED"], [90, 7, 3])[0],
+                "openedOn": f"{rng.randint(2005, 2025)}-{rng.randint(1, 12):02d}-"
+                            f"{rng.randint(1, 28):02d}",
+                "freezes": [],
+            }
+            if acct["status"] != "CLOSED" and balance > 100 and rng.random() < 0.15:
+                frozen = (balance / 2).quantize(Decimal("0.01"))
+                acct["freezes"].append({
+                    "freezeId": f"FRZ-FX-{len(accounts):06d}",
+                    "authority": {"name": "示例新区人民法院", "courtCode": "310115"},
+                    "caseNo": "(2025)沪0115执567号", "status": "ACTIVE",
+                    "requestedAmount": f"{frozen:.2f}", "frozenAmount": f"{frozen:.2f}",
+                    "effectiveOn": "today-30", "frozenUntil": "today+300"})
+            accounts.append(acct)
+    return {
+        "fixtureVersion": 1, "agency": "CBAS", "agencyName": bank_name,
+        "callers": [{"certificateSha256": c, "courts": ["*"]} for c in caller_certificates],
+        "subjects": [s.wire() for s in people],
+        "accounts": accounts,
+        "behaviour": {"pendingPolls": pending_polls, "retryAfterSeconds": retry_after_seconds,
+                      "inject": []},
+    }

@@ -153,6 +153,12 @@ class CbasAdapter:
         now: WallClock = _utcnow,
         new_request_id: Callable[[], str] = _new_request_id,
     ) -> None:
+        """Load and check keys, certificates and options once; raises ConfigError naming the key.
+
+        ``clock``/``sleep`` (monotonic seconds) time the in-process poll waits, ``now`` (aware
+        UTC) stamps and checks WS-Security timestamps and the checkpointed ``nextPollAt``, and
+        ``new_request_id`` names each poll; tests inject all four so nothing really waits.
+        """
         self._agency = agency
         options = _options(agency.options)
         self._poll_deadline = float(options["poll_deadline_seconds"])

@@ -15,6 +15,7 @@ answer for another request) raises ``InvalidResponse``, and the adapter decides 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
 from collections.abc import Mapping, Sequence
@@ -109,16 +110,14 @@ def schema() -> etree.XMLSchema:
 
 
 def schema_errors(element: etree._Element) -> list[str]:
-    """Every way a payload element (a Body child) breaks the XSD; empty when it conforms."""
-    doc = etree.ElementTree(_detached(element))
-    if schema().validate(doc):
+    """Every way a payload element (a Body child) breaks the XSD; empty when it conforms.
+
+    A copy is validated as a document root: the XSD declares the payload elements globally.
+    """
+    xsd = schema()
+    if xsd.validate(etree.ElementTree(copy.deepcopy(element))):
         return []
-    return [f"line {e.line}: {e.message}" for e in schema().error_log]
-
-
-def _detached(element: etree._Element) -> etree._Element:
-    # Validate a copy as a document root: the XSD declares the payload elements globally.
-    return etree.fromstring(etree.tostring(element))
+    return [f"line {e.line}: {e.message}" for e in xsd.error_log]
 
 
 # --- requests ------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
-from decimal import Decimal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 

@@ -31,7 +31,6 @@ from tests.adapters.cbas import (
     BANK_SHA256,
     CONTRACT_ORIGINALS,
     COURT_CERT,
-    COURT_KEY,
     COURT_SHA256,
     KEYS,
     PAYEE,

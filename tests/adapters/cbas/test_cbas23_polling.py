@@ -6,6 +6,7 @@ that is not about our ticket, request or operation is not used."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -86,7 +87,7 @@ async def test_polls_wait_for_retry_after_and_use_new_request_ids(closing: list[
     assert isinstance(outcome, ControlOutcome)
     assert bank.operations == ["FreezeFunds"] + ["FetchResult"] * 3
     assert time.sleeps == [5.0, 7.0, 2.0]
-    gaps = [b - a for a, b in zip(polled_at, polled_at[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(polled_at)]
     assert all(gap >= want for gap, want in zip(gaps, [5, 7, 2], strict=True))
     ids = [r.text("requestId") for r in bank.requests[1:]]
     assert len(set(ids)) == 3 and rid(2) not in ids
@@ -125,7 +126,7 @@ async def test_a_long_wait_is_handed_back_with_the_ticket_checkpointed(
 ) -> None:
     cps = Checkpoints()
     wall = [NOW]
-    bank, adapter = await start(closing, [
+    _, adapter = await start(closing, [
         Reply(receipt("FreezeFunds", rid(2), "TKT-1", 1)),
         Reply(pending("TKT-1", rid(2), "FreezeFunds", 45)),
     ], now=lambda: wall[0])
@@ -151,6 +152,7 @@ async def test_resume_waits_out_the_rest_of_retry_after(closing: list[object]) -
     wall[0] = NOW + dt.timedelta(seconds=60)
     await adapter2.execute(Checkpoints().call(freeze(), resume=state))
     assert time.sleeps == [12.0]
+    assert bank2.operations == ["FetchResult"]
 
 
 async def test_a_wait_beyond_the_resumed_limit_is_handed_back_again(
