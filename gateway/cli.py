@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="run the demo: mock agencies, a gateway and a 1,000-subject batch")
     s.add_argument("--subjects", type=int, default=1000)
     s.add_argument("--workdir", type=Path, default=Path("demo-output"))
+    s.add_argument("--banks", type=int, default=3, help="how many mock banks to start")
     return p
 
 
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from gateway.demo import run_demo
 
-            asyncio.run(run_demo(subjects=args.subjects, workdir=args.workdir))
+            asyncio.run(run_demo(subjects=args.subjects, workdir=args.workdir, banks=args.banks))
             return 0
     except (GatewayError, OSError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)

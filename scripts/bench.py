@@ -53,14 +53,15 @@ def rest_path(runs: int, subjects: int, concurrency: int) -> tuple[str, list[flo
     rates: list[float] = []
     for i in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
-            fig = asyncio.run(run_demo(subjects=subjects, workdir=Path(tmp) / "run",
+            fig = asyncio.run(run_demo(subjects=subjects, workdir=Path(tmp) / "run", banks=0,
+                                       controls=False,
                                        rate=0, concurrency=concurrency, pending_polls=0,
                                        quiet=True))
         if fig["failed"] or not fig["fixture_matches"]:
             raise SystemExit(f"run {i + 1}: {fig['failed']} failures; results differ from fixture")
         rates.append(fig["calls_per_second"])
         print(f"REST path run {i + 1}: {fig['calls_per_second']:.0f} agency calls/s", flush=True)
-    return ("gateway.demo.run_demo(subjects=%d, rate=0, concurrency=%d, pending_polls=0)"
+    return ("gateway.demo.run_demo(subjects=%d, banks=0, rate=0, concurrency=%d, pending_polls=0)"
             % (subjects, concurrency), rates)
 
 
