@@ -38,6 +38,8 @@ class Limits:
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     retry_after_cap: float = 300.0  # an agency cannot park an item longer than this per retry
+    breaker_failures: int = 5  # consecutive failing calls that open the circuit breaker
+    breaker_reset_seconds: float = 30.0  # how long it stays open before one trial call
 
 
 # Each spec's per-caller rate limit (CBAS/VRS 50/s, RERS 20/s) is the default for its kind.
@@ -180,6 +182,8 @@ def _limits(table: Mapping[str, Any], prefix: str, kind: AgencyKind, base: Path)
         backoff_initial=float(r.positive("backoff_initial", 1.0)),
         backoff_max=float(r.positive("backoff_max", 60.0)),
         retry_after_cap=float(r.positive("retry_after_cap", 300.0)),
+        breaker_failures=r.positive("breaker_failures", 5, integer=True),
+        breaker_reset_seconds=float(r.positive("breaker_reset_seconds", 30.0)),
     )
     r.reject_unknown()
     return limits

@@ -21,6 +21,7 @@ from typing import Any
 from gateway.adapters.base import AgencyCall
 from gateway.adapters.registry import AdapterRegistry
 from gateway.config import GatewayConfig
+from gateway.dispatch.breaker import BreakerState, CircuitBreaker
 from gateway.dispatch.policy import Decision, decide
 from gateway.model.codec import control_command_from_json, inquiry_command_from_json, to_json
 from gateway.model.types import Command
@@ -61,18 +62,28 @@ class _Lane:
         self.adapter = dispatcher.registry[agency_id]
         self.limits = dispatcher.registry.config(agency_id).limits
         self.slots = asyncio.Semaphore(self.limits.concurrency)
+        self.breaker = CircuitBreaker(failure_threshold=self.limits.breaker_failures,
+                                      reset_seconds=self.limits.breaker_reset_seconds)
         self.wake = asyncio.Event()
         self.running: dict[asyncio.Task[None], WorkItem] = {}
         self.stats = LaneStats()
 
     async def run(self) -> None:
         while not self.d.stopping:
+            allowed = self.breaker.allowed()
+            if allowed == 0:  # open: the agency is failing; work waits without spending attempts
+                await self._sleep(self.breaker.seconds_until_trial() or self.d.idle_poll)
+                continue
             await self._acquire_one()
             if self.d.stopping:
                 self.slots.release()
                 break
+            if self.breaker.allowed() == 0:  # it opened while we waited for a free slot
+                self.slots.release()
+                continue
             free = 1
-            while free < self.d.config.claim_batch and not self.slots.locked():
+            cap = self.d.config.claim_batch if allowed < 0 else allowed
+            while free < cap and not self.slots.locked():
                 await self.slots.acquire()
                 free += 1
             try:
@@ -85,6 +96,8 @@ class _Lane:
                 items = []
             for _ in range(free - len(items)):
                 self.slots.release()
+            if items and allowed == 1:
+                self.breaker.started()  # the half-open trial call
             for item in items:
                 task = asyncio.create_task(self._run_item(item))
                 self.running[task] = item
@@ -99,6 +112,11 @@ class _Lane:
     async def _acquire_one(self) -> None:
         await self.slots.acquire()
 
+    async def _sleep(self, seconds: float) -> None:
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=max(seconds, 0.005))
+
     async def _sleep_until_work(self) -> None:
         """Sleep until woken by new work, the next parked retry, or the idle poll interval
         (which also picks up leases that expired under a dead worker)."""
@@ -106,9 +124,7 @@ class _Lane:
         ready_at = await self.d.store.next_ready_at(self.agency_id)
         if ready_at is not None:
             timeout = min(timeout, max(0.0, (ready_at - self.d.clock()).total_seconds()))
-        self.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout=max(timeout, 0.005))
+        await self._sleep(timeout)
 
     async def _run_item(self, item: WorkItem) -> None:
         try:
@@ -150,9 +166,11 @@ class _Lane:
         try:
             outcome = await self.adapter.execute(call)
         except Exception as exc:  # the adapter's typed errors; anything else counts as transient
+            self.breaker.record(exc)
             decision = decide(exc, item.tries + 1, self.limits, now=self.d.clock(),
                               deadline=item.deadline_at)
         else:
+            self.breaker.record(None)
             decision = Decision.done(to_json(outcome))
         finally:
             self.stats.in_flight -= 1
@@ -301,6 +319,9 @@ class Dispatcher:
 
     def stats(self) -> dict[str, LaneStats]:
         return {agency_id: lane.stats for agency_id, lane in self.lanes.items()}
+
+    def breaker_states(self) -> dict[str, BreakerState]:
+        return {agency_id: lane.breaker.state for agency_id, lane in self.lanes.items()}
 
     def throttled_seconds(self) -> dict[str, float]:
         """Seconds each agency's requests waited for its rate limit, where the adapter's

@@ -27,7 +27,9 @@ def create_ops_app(store: Store, dispatcher: Dispatcher, metrics: Metrics) -> we
 
 async def _metrics(request: web.Request) -> web.Response:
     app = request.app
-    body = await app[_METRICS].render(app[_STORE], app[_DISPATCHER].throttled_seconds())
+    dispatcher = app[_DISPATCHER]
+    body = await app[_METRICS].render(app[_STORE], dispatcher.throttled_seconds(),
+                                      {a: int(s) for a, s in dispatcher.breaker_states().items()})
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = CONTENT_TYPE
     return resp

@@ -36,12 +36,18 @@ class Metrics:
         self.backlog = Gauge(
             "gateway_work_items", "Unfinished work items by state", ["agency", "state"],
             registry=self.registry)
+        self.breaker = Gauge(
+            "gateway_agency_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            ["agency"], registry=self.registry)
         self.throttled = Gauge(
             "gateway_agency_throttled_seconds", "Seconds requests waited for the agency's rate "
             "limit since start", ["agency"], registry=self.registry)
 
-    async def render(self, store: Store, throttled: dict[str, float]) -> bytes:
+    async def render(self, store: Store, throttled: dict[str, float],
+                     breakers: dict[str, int] | None = None) -> bytes:
         self.backlog.clear()
+        for agency, state in (breakers or {}).items():
+            self.breaker.labels(agency).set(int(state))
         for agency, state, count in await store.work_backlog():
             self.backlog.labels(agency, state).set(count)
         for agency, seconds in throttled.items():

@@ -284,3 +284,33 @@ async def test_a_slow_agency_does_not_slow_another(tmp_path: Path, store: Store)
     await drain(d, store, pk)
     await d.stop()
     assert slow_adapter.max_active <= 4
+
+
+async def test_an_agency_that_is_down_opens_its_breaker_and_spares_its_items(
+        tmp_path: Path, store: Store) -> None:
+    """A dead agency stops being called after the breaker opens: its items wait without spending
+    their attempts, while another agency's work completes as usual."""
+    down = ScriptedAdapter(lambda call, n: TransientError("refused", code="connect",
+                                                          retry_after=0.01))
+    up = ScriptedAdapter(lambda call, n: ok(call))
+    cfg = gateway_config(tmp_path, [
+        {"id": "down", "kind": "vehicle", "adapter": "scripted", "endpoint": "http://127.0.0.1:9",
+         "limits": {"concurrency": 1, "breaker_failures": 3, "breaker_reset_seconds": 60,
+                    "max_attempts": 5}},
+        {"id": "up", "kind": "vehicle", "adapter": "scripted", "endpoint": "http://127.0.0.1:9",
+         "limits": {"concurrency": 4}}])
+    d = Dispatcher(cfg, store, registry(cfg, {"down": down, "up": up}), idle_poll=0.02)
+    pk = await submit(store, ("down", "up"), 20)
+    await d.start()
+    while True:
+        progress = {p.agency_id: p for p in await store.batch_progress(pk)}
+        if progress["up"].pending == 0:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # time in which a closed breaker would have made many more calls
+    states = d.breaker_states()
+    await d.stop()
+    assert progress["up"].done == 20
+    assert states["down"].name == "OPEN"
+    assert len(down.calls) == 3  # the failures that opened it, and no more
+    assert progress["down"].failed == 0 and progress["down"].pending == 20  # nothing burnt
