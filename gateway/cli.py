@@ -60,6 +60,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("batch_id")
     client_args(s)
 
+    s = sub.add_parser("dlq", help="dead letters: list, show and replay work that failed for good")
+    dlq = s.add_subparsers(dest="dlq_command", required=True)
+    d = dlq.add_parser("list", help="failed work items, oldest first")
+    d.add_argument("--config", required=True, type=Path)
+    d.add_argument("--agency", help="only this agency's")
+    d.add_argument("--limit", type=int, default=100)
+    d = dlq.add_parser("show", help="one failed item with every attempt")
+    d.add_argument("id", type=int)
+    d.add_argument("--config", required=True, type=Path)
+    d = dlq.add_parser("replay", help="put failed items back on the queue, same request ids")
+    d.add_argument("id", type=int, nargs="?")
+    d.add_argument("--all", action="store_true", help="every failed item of --agency")
+    d.add_argument("--agency")
+    d.add_argument("--config", required=True, type=Path)
+
     s = sub.add_parser("demo", help="run the demo: mock agencies, a gateway and a 1,000-subject batch")
     s.add_argument("--subjects", type=int, default=1000)
     s.add_argument("--workdir", type=Path, default=Path("demo-output"))
@@ -82,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_submit(args))
         if args.command == "status":
             return asyncio.run(_status(args))
+        if args.command == "dlq":
+            return _dlq(args)
         if args.command == "demo":
             from gateway.demo import run_demo
 
@@ -96,6 +113,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return EXIT_USAGE
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    from gateway import dlq
+
+    if args.dlq_command == "replay" and (args.id is None) == (not args.all):
+        raise GatewayError("dlq replay: give an ID, or --all with --agency")
+    if args.dlq_command == "replay" and args.all and not args.agency:
+        raise GatewayError("dlq replay --all needs --agency")
+    config = load_config(args.config)
+    return asyncio.run(dlq.run(config, args.dlq_command, work_id=getattr(args, "id", None),
+                               all_=getattr(args, "all", False),
+                               agency=getattr(args, "agency", None),
+                               limit=getattr(args, "limit", 100)))
 
 
 def _need_token(args: argparse.Namespace) -> str:

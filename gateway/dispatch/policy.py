@@ -18,8 +18,8 @@ from gateway.config import Limits
 from gateway.errors import (
     OutcomeUnknownError,
     RejectedError,
-    ResultPendingError,
     ResponseVerificationError,
+    ResultPendingError,
     SecurityError,
     SignatureRejectedError,
     TransientError,

@@ -164,6 +164,24 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A work item that failed for good, for operators to inspect and replay."""
+
+    work_id: int
+    kind: WorkKind
+    agency_id: str
+    request_id: str
+    owner: str
+    batch_id: str | None  # inquiry items: the batch and the item's position in it
+    item_seq: int | None
+    action: str | None  # control requests: the action
+    attempts: int
+    error: Mapping[str, Any] | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class SecurityEvent:
     at: dt.datetime
     agency_id: str | None
@@ -248,3 +266,14 @@ class Store(Protocol):
     async def security_events(self, *, limit: int = 100) -> list[SecurityEvent]: ...
 
     async def attempts(self, work_id: int) -> list[Attempt]: ...
+
+    # --- dead letters -----------------------------------------------------------------
+    async def dead_letters(self, *, agency_id: str | None = None, after: int = 0,
+                           limit: int = 100) -> list[DeadLetter]: ...
+
+    async def dead_letter(self, work_id: int) -> DeadLetter: ...
+
+    async def replay(self, *, work_ids: Sequence[int] | None = None, agency_id: str | None = None,
+                     deadline_at: dt.datetime, now: dt.datetime | None = None
+                     ) -> tuple[list[int], list[int]]:
+        """Failed items back on the queue, same request ids; returns (replayed, too old)."""

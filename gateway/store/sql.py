@@ -43,6 +43,7 @@ from gateway.store.base import (
     WorkState,
 )
 from gateway.store.engine import Database
+from gateway.store.deadletters import DeadLetterOps
 from gateway.store.leases import LeaseOps
 from gateway.store.rows import (
     BatchSpool,
@@ -65,7 +66,7 @@ from gateway.store.schema import (
 )
 
 
-class SqlStore(LeaseOps):
+class SqlStore(LeaseOps, DeadLetterOps):
     """The Store on SQLAlchemy's asyncio engine; see ``gateway.store.base.Store``."""
 
     def __init__(

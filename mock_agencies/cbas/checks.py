@@ -7,7 +7,6 @@ it enforces. Every failure raises :class:`CbasFault`.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,6 +27,7 @@ from gateway.model.types import MAX_PERIOD_DAYS, AgencyKind
 from mock_agencies.cbas.problems import CbasFault
 from mock_agencies.cbas.soap import CBAS_NS, parse_request
 from mock_agencies.common.fixture import Caller
+from mock_agencies.common.soapxml import XsdSchema, single_payload
 
 __all__ = [
     "CONTENT_TYPE",
@@ -51,7 +51,6 @@ MAX_FREEZE_DAYS = MAX_PERIOD_DAYS[AgencyKind.BANK]  # README §5: 365
 REQUESTS = frozenset(
     {"InquireAccounts", "FreezeFunds", "UnfreezeFunds", "RenewFreeze", "DeductFunds", "FetchResult"}
 )
-_XML_SPACE = " \t\r\n"
 
 
 def _schema_invalid(message: str) -> CbasFault:
@@ -105,13 +104,13 @@ class RequestSchema:
     """Stage "schema" (CBAS-01, CBAS-08): the verified Body against the packaged XSD copy."""
 
     path: Path = XSD_PATH
-    _xsd: etree.XMLSchema | None = None
+    _schema: XsdSchema | None = None
 
     @property
-    def xsd(self) -> etree.XMLSchema:
-        if self._xsd is None:  # the packaged schema is trusted input
-            self._xsd = etree.XMLSchema(etree.parse(str(self.path)))
-        return self._xsd
+    def xsd(self) -> XsdSchema:
+        if self._schema is None:
+            self._schema = XsdSchema(self.path)
+        return self._schema
 
     def validate(self, body: etree._Element, headers: CIMultiDictProxy[str]) -> Payload:
         """Exactly one request element in the Body (document/literal wrapped), valid against
@@ -124,14 +123,10 @@ class RequestSchema:
         SOAPAction is a malformed request, hence SCHEMA_INVALID (bank ICD §5 has no other
         code for it).
         """
-        if (body.text or "").strip(_XML_SPACE):
-            raise _schema_invalid("soap:Body holds text outside the request element.")
-        children = [c for c in body if isinstance(c.tag, str)]
-        if len(children) != 1:
-            raise _schema_invalid(f"soap:Body must hold exactly one element, not {len(children)}.")
-        payload = children[0]
-        if (payload.tail or "").strip(_XML_SPACE):
-            raise _schema_invalid("soap:Body holds text outside the request element.")
+        try:
+            payload = single_payload(body)
+        except ValueError as exc:
+            raise _schema_invalid(f"soap:Body: {exc}.") from None
         qname = etree.QName(payload)
         if qname.namespace != CBAS_NS or qname.localname not in REQUESTS:
             raise _schema_invalid(f"{qname.text} is not a CBAS v1 request.")
@@ -141,13 +136,9 @@ class RequestSchema:
             raise _schema_invalid(f'SOAPAction must be "urn:cbas:v1:{operation}" (quoted).')
         if action != operation:
             raise _schema_invalid(f"SOAPAction names {action} but the Body holds {operation}.")
-        detached = copy.deepcopy(payload)  # validated as a document of its own
-        xsd = self.xsd
-        if not xsd.validate(etree.ElementTree(detached)):
-            error = xsd.error_log.last_error
-            where = f"line {error.line}: " if error is not None and error.line else ""
-            message = error.message if error is not None else "invalid"
-            raise _schema_invalid(f"{operation} does not match the schema: {where}{message}")
+        error = self.xsd.error(payload)  # validated as a document of its own
+        if error is not None:
+            raise _schema_invalid(f"{operation} does not match the schema: {error}")
         request = parse_request(payload)
         contents: dict[str, bytes] = {}
         for name in ("assistanceNotice", "ruling"):

@@ -13,18 +13,11 @@ from decimal import Decimal
 from typing import Any
 
 from mock_agencies.common.fixture import Subject
+from mock_agencies.common.soapxml import Money
 
 __all__ = ["ZERO", "Account", "Freeze", "Money", "Recorded", "Ticket"]
 
 ZERO = Decimal("0.00")
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    """An amount with its currency: responses always state the currency (README §4)."""
-
-    amount: Decimal
-    currency: str
 
 
 @dataclass(slots=True)

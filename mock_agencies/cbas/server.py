@@ -21,9 +21,7 @@ Endpoint: ``POST /cbas/v1`` (the path of the WSDL's placeholder address) and ``P
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,9 +47,10 @@ from mock_agencies.cbas.soap import (
 )
 from mock_agencies.cbas.state import INJECTABLE_CODES, OPERATIONS, Bank
 from mock_agencies.common.clock import Clock
-from mock_agencies.common.faults import Faults, create_admin_app
-from mock_agencies.common.fixture import Caller, InjectRule
+from mock_agencies.common.faults import Faults, create_admin_app, drop_connection, error_page
+from mock_agencies.common.fixture import Caller
 from mock_agencies.common.ratelimit import RateLimiter
+from mock_agencies.common.soapxml import corrupt_signature_value
 
 __all__ = [
     "CBAS_KEY",
@@ -70,11 +69,6 @@ DEFAULT_FIXTURE = Path(str(resources.files("mock_agencies.cbas") / "fixture.json
 ENDPOINTS = ("/cbas/v1", "/")
 MAX_BODY = 16 * 1024 * 1024  # bank ICD §1
 _CONTENT_TYPE = "text/xml; charset=utf-8"
-_ERROR_PAGE = (
-    b"<html><head><title>500 Internal Server Error</title></head>"
-    b"<body><h1>500 Internal Server Error</h1></body></html>"
-)
-_SIGNATURE_VALUE = re.compile(rb"(<(?:[A-Za-z_][\w.-]*:)?SignatureValue[^>]*>)([^<]+)(<)")
 
 
 def new_faults(seed: int | None = None) -> Faults:
@@ -138,9 +132,7 @@ class CbasMock:
         # and certificate validity are judged by the mock's clock.
         self.verifier = WsSecurityVerifier(self.bank.callers, clock=self.now)
         # README §10: the fixture's inject rules replace the queue (fresh counts) on every load.
-        self.faults.inject = [
-            InjectRule(r.operation, r.code, r.count) for r in self.bank.behaviour.inject
-        ]
+        self.faults.replace_inject(self.bank.behaviour.inject)
 
     def reset(self) -> None:
         """Reload the fixture: accounts, tickets, duplicate records and the ledger start over."""
@@ -159,11 +151,7 @@ class CbasMock:
         signed = self.signer.sign(env, created=self.now(), id_suffix=suffix)
         if self.faults.draw_corrupt():
             # Still well-formed, no longer valid: a court must discard it as transient (CBAS-07).
-            m = _SIGNATURE_VALUE.search(signed)
-            if m is not None:
-                raw = bytearray(base64.b64decode(m.group(2)))
-                raw[0] ^= 0x01
-                signed = signed[: m.start(2)] + base64.b64encode(bytes(raw)) + signed[m.end(2) :]
+            signed = corrupt_signature_value(signed)
         return signed
 
     def _fault(self, fault: CbasFault) -> _Answer:
@@ -189,10 +177,10 @@ class CbasMock:
         try:
             answer = await self._pipeline(request)
         except _Dropped:
-            return self._drop(request)
+            return drop_connection(request)
         except _InternalError:
             await self._delay()
-            return web.Response(status=500, body=_ERROR_PAGE, content_type="text/html")
+            return error_page()
         except CbasFault as fault:
             answer = self._fault(fault)
         except Exception:  # anything unexpected is the bank's (transient) problem
@@ -205,14 +193,8 @@ class CbasMock:
             headers={"Content-Type": _CONTENT_TYPE},
         )
         if self.faults.draw_drop("after"):  # the outcome-unknown case: processed, never answered
-            return self._drop(request)
+            return drop_connection(request)
         return response
-
-    @staticmethod
-    def _drop(request: web.Request) -> web.Response:
-        if request.transport is not None:
-            request.transport.close()
-        return web.Response(status=500)  # never reaches the client: the transport is closed
 
     async def _pipeline(self, request: web.Request) -> _Answer:
         # Stage 0: transport and well-formedness, reported as SCHEMA_INVALID (README §9, CBAS-08).

@@ -8,19 +8,17 @@ plain values and the server only wires the pieces together. Signing happens afte
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
-from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from lxml import etree
 
-from gateway.model.rules import format_money
-from mock_agencies.cbas.model import Money, Ticket
+from mock_agencies.cbas.model import Ticket
 from mock_agencies.cbas.problems import CbasFault
 from mock_agencies.common.clock import utc_timestamp
+from mock_agencies.common.soapxml import DS_NS, XML_SPACE, local
+from mock_agencies.common.soapxml import content_key as common_content_key
+from mock_agencies.common.soapxml import render as common_render
 
 __all__ = [
     "CBAS_NS",
@@ -41,19 +39,12 @@ __all__ = [
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 WSSE_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
-DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 CBAS_NS = "urn:cbas:v1"
 # The prefixes of examples/cbas/, declared once on the Envelope as there.
 NSMAP = {"soap": SOAP11_NS, "wsse": WSSE_NS, "wsu": WSU_NS, "cbas": CBAS_NS}
-_DS_SIGNATURE = f"{{{DS_NS}}}Signature"
 _BASE64_ELEMENTS = frozenset({f"{{{CBAS_NS}}}content"})  # xs:base64Binary in the XSD
-_XML_SPACE = " \t\r\n"
 # Request members that are structures of leaf elements (README §6, XSD RequestContext etc.).
 _GROUPS = frozenset({"court", "officer", "subject", "payeeAccount", "assistanceNotice", "ruling"})
-
-
-def local(element: etree._Element) -> str:
-    return str(etree.QName(element).localname)
 
 
 def _q(name: str) -> str:
@@ -80,69 +71,26 @@ def parse_request(payload: etree._Element) -> dict[str, Any]:
         elif name == "amount":
             out[name] = (child.text or "", child.get("currency", "CNY"))
         elif name == "freezeDays":
-            out[name] = int((child.text or "").strip(_XML_SPACE))
+            out[name] = int((child.text or "").strip(XML_SPACE))
         else:
             out[name] = child.text or ""
     return out
 
 
-def _decoded(text: str) -> bytes | str:
-    try:
-        return base64.b64decode("".join(text.split()), validate=True)
-    except (binascii.Error, ValueError):
-        return text  # not base64 after all: compare as text (the schema stage rejects it anyway)
-
-
 def content_key(element: etree._Element) -> Any:
-    """README §7 content equality for XML, as a hashable value.
-
-    Elements in order by (namespace, local name) — prefixes do not matter; attributes by
-    qualified name and value, as present (an omitted ``currency`` is not the same content as
-    ``currency="CNY"``: the rule compares attributes, not their schema defaults); text exactly,
-    except that whitespace-only text between elements is ignored; base64 values decoded;
-    ``ds:Signature`` removed wherever it appears; comments and processing instructions are not
-    elements and are ignored.
-    """
-    children = [c for c in element if isinstance(c.tag, str) and c.tag != _DS_SIGNATURE]
-    attrs = tuple(sorted(element.attrib.items()))
-    text: Any
-    if children:
-        pieces = [element.text or ""] + [c.tail or "" for c in element if isinstance(c.tag, str)]
-        text = tuple(p for p in pieces if p.strip(_XML_SPACE))
-    else:
-        text = element.text or ""
-        if element.tag in _BASE64_ELEMENTS:
-            text = _decoded(text)
-    return (element.tag, attrs, text, tuple(content_key(c) for c in children))
+    """README §7 content equality for a CBAS payload, as a hashable value (CBAS-13, CBAS-14):
+    :func:`mock_agencies.common.soapxml.content_key` with cbas:content compared as decoded
+    bytes."""
+    return common_content_key(element, base64_tags=_BASE64_ELEMENTS)
 
 
 # -- writing responses ------------------------------------------------------------------------
 
 
 def render(parent: etree._Element, name: str, value: Any) -> None:
-    """Append ``value`` under ``parent`` as cbas:``name``; dicts keep their member order, lists
-    repeat the element, None is left out (absent optional elements)."""
-    if value is None:
-        return
-    if isinstance(value, list):
-        for item in value:
-            render(parent, name, item)
-        return
-    el = etree.SubElement(parent, _q(name))
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            render(el, key, item)
-    elif isinstance(value, Money):
-        el.set("currency", value.currency)  # README §4: responses always state it
-        el.text = format_money(value.amount)
-    elif isinstance(value, bool):
-        el.text = "true" if value else "false"
-    elif isinstance(value, (int, Decimal)):
-        el.text = str(value)
-    elif isinstance(value, date):
-        el.text = value.isoformat()
-    else:
-        el.text = str(value)
+    """Append ``value`` under ``parent`` as cbas:``name`` (see
+    :func:`mock_agencies.common.soapxml.render`)."""
+    common_render(parent, CBAS_NS, name, value)
 
 
 def envelope(payload: etree._Element) -> etree._Element:

@@ -30,10 +30,13 @@ from mock_agencies.common.fixture import InjectRule
 
 __all__ = [
     "ERROR_CLASSES",
+    "ERROR_PAGE",
     "FaultConfig",
     "Faults",
     "Latency",
     "create_admin_app",
+    "drop_connection",
+    "error_page",
 ]
 
 # Error classes in the order one random draw is split between them.
@@ -44,6 +47,12 @@ _RATE_MEMBERS = {
     "internalErrorRate": "internalError",
 }
 _LATENCY_MODES = ("none", "fixed", "uniform", "normal")
+# The "internal error" class: what a proxy or crashed application server sends, unsigned and not
+# a protocol response at all (README §8: transient for the court).
+ERROR_PAGE = (
+    b"<html><head><title>500 Internal Server Error</title></head>"
+    b"<body><h1>500 Internal Server Error</h1></body></html>"
+)
 _DROP_PHASES = ("before", "after")
 
 
@@ -199,6 +208,11 @@ class Faults:
         self.inject.append(rule)
         return rule
 
+    def replace_inject(self, rules: Iterable[InjectRule]) -> None:
+        """README §10: a (re)loaded fixture's inject rules replace the queue, with fresh
+        counts (copies, so consuming them never edits the loaded fixture)."""
+        self.inject = [InjectRule(r.operation, r.code, r.count) for r in rules]
+
     def take_injection(self, operation: str) -> str | None:
         """Consume one call of the first live rule for ``operation``; its code, or None."""
         for rule in self.inject:
@@ -233,6 +247,21 @@ class Faults:
 
     def to_json(self) -> dict[str, Any]:
         return {**self.config.to_json(), "inject": [r.to_json() for r in self.inject]}
+
+
+# -- HTTP-level faults ---------------------------------------------------------------------------
+
+
+def error_page() -> web.Response:
+    """The unsigned HTML 500 of the "internal error" class."""
+    return web.Response(status=500, body=ERROR_PAGE, content_type="text/html")
+
+
+def drop_connection(request: web.Request) -> web.Response:
+    """Close the client's connection without an answer (a dropped connection fault)."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=500)  # never reaches the client: the transport is closed
 
 
 # -- admin app ------------------------------------------------------------------------------

@@ -42,8 +42,8 @@ from gateway.security.httpsig import (
 )
 from gateway.security.keys import load_ed25519_private
 from mock_agencies.common.clock import Clock
-from mock_agencies.common.faults import Faults, create_admin_app
-from mock_agencies.common.fixture import Caller, InjectRule
+from mock_agencies.common.faults import Faults, create_admin_app, drop_connection
+from mock_agencies.common.fixture import Caller
 from mock_agencies.common.ratelimit import RateLimiter
 from mock_agencies.vrs import checks
 from mock_agencies.vrs.problems import RETRY_AFTER_PROBLEMS, VrsProblem
@@ -135,9 +135,7 @@ class VrsMock:
         trusted = {k: c.public_key for k, c in self.registry.callers.items() if c.public_key}
         self.verifier = Verifier(trusted, nonce_cache=self.nonces, clock=self.clock)
         # README §10: the fixture's inject rules replace the queue (fresh counts) on every load.
-        self.faults.inject = [
-            InjectRule(r.operation, r.code, r.count) for r in self.registry.behaviour.inject
-        ]
+        self.faults.replace_inject(self.registry.behaviour.inject)
 
     def reset(self) -> None:
         """Reload the fixture: all state, idempotency records and the ledger start over."""
@@ -209,7 +207,7 @@ class VrsMock:
         try:
             answer = await self._pipeline(request, ex)
         except _Dropped:
-            return self._drop(request)
+            return drop_connection(request)
         except VrsProblem as problem:
             answer = self._problem(problem)
         except Exception:  # VRS §6: anything unexpected is a (transient) internal-error
@@ -229,14 +227,8 @@ class VrsMock:
         await self._delay(ex)
         response = self._finish(ex, answer)
         if self.faults.draw_drop("after"):  # the outcome-unknown case: processed, never answered
-            return self._drop(request)
+            return drop_connection(request)
         return response
-
-    @staticmethod
-    def _drop(request: web.Request) -> web.Response:
-        if request.transport is not None:
-            request.transport.close()
-        return web.Response(status=500)  # never reaches the client: the transport is closed
 
     async def _pipeline(self, request: web.Request, ex: _Exchange) -> _Answer:
         # Stage 0: route and well-formedness, reported as invalid-request (README §9).

@@ -679,3 +679,36 @@ async def test_the_default_store_folder_is_created(tmp_path: Path) -> None:
     finally:
         await store.close()
     assert (tmp_path / "var" / "deeper" / "gateway.db").exists()
+
+
+async def test_dead_letters_replay_keeps_request_ids_and_refuses_the_forgotten(
+        store: SqlStore) -> None:
+    record, _ = await store.create_batch(batch(), items(3), deadline_at=DEADLINE)
+    claimed = await claim(store, limit=3)
+    failed = [Completion(work_id=w.work_id, lease_token=w.lease_token, state=WorkState.FAILED,
+                         attempt=Attempt(started_at=NOW, finished_at=NOW, outcome="rejected",
+                                         error_code="x"),
+                         error={"class": "RejectedError", "code": "x", "message": "no"})
+              for w in claimed[:2]]
+    assert await store.complete(failed + [done(claimed[2])]) == 3
+    letters = await store.dead_letters()
+    assert [d.work_id for d in letters] == [w.work_id for w in claimed[:2]]
+    assert letters[0].batch_id == "b-1" and letters[0].error["code"] == "x"  # type: ignore[index]
+    assert await store.dead_letters(agency_id="bank-b") == []
+    with pytest.raises(NotFoundError):
+        await store.dead_letter(claimed[2].work_id)  # done, not dead
+    # Within the agencies' memory: replayed with their request ids and a new deadline.
+    later = DEADLINE + dt.timedelta(days=1)
+    created = letters[0].created_at
+    replayed, too_old = await store.replay(work_ids=[claimed[0].work_id], deadline_at=later,
+                                           now=created + dt.timedelta(days=1))
+    assert (replayed, too_old) == ([claimed[0].work_id], [])
+    again = await claim(store, now=NOW + dt.timedelta(days=1))
+    assert [(w.work_id, w.request_id, w.tries, w.deadline_at) for w in again] == [
+        (claimed[0].work_id, claimed[0].request_id, 0, later)]
+    rows = await store.batch_results(record.pk, after=0, limit=10)
+    assert sorted(r.item_seq for r in rows) == [1, 2]  # item 0's failure line is withdrawn
+    # Ninety days on, the agency may have forgotten the request id: no replay.
+    replayed, too_old = await store.replay(agency_id="bank-a", deadline_at=later,
+                                           now=created + dt.timedelta(days=90))
+    assert (replayed, too_old) == ([], [claimed[1].work_id])

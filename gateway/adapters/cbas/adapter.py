@@ -35,10 +35,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Final
 
-from cryptography import x509
 from lxml import etree
-from zeep.helpers import serialize_object
 
+from gateway.adapters import _soap_common as common
 from gateway.adapters.base import AgencyCall, Capabilities
 from gateway.adapters.cbas import codec, faults
 from gateway.config import AgencyConfig
@@ -61,13 +60,7 @@ from gateway.model.types import (
     Outcome,
 )
 from gateway.protocols.soap import SOAP11_NS, SoapFault, SoapReply, SoapTransport
-from gateway.security.certs import (
-    cert_sha256,
-    check_key_pair,
-    check_signing_certificate,
-    load_certificate,
-    load_private_key,
-)
+from gateway.security.certs import cert_sha256
 from gateway.security.wssec import VerifiedEnvelope, WsSecuritySigner, WsSecurityVerifier
 
 __all__ = ["OPTIONS", "CbasAdapter"]
@@ -98,40 +91,19 @@ def _new_request_id() -> str:
     return str(uuid.uuid4())
 
 
+def _payee_name(key: str, value: Any) -> None:
+    # The payee names: the XSD's Name type, 1-100 characters.
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= len(value) <= 100:
+        raise ConfigError(f"options.{key}", "must be a name of 1-100 characters")
+
+
 def _options(raw: Mapping[str, Any]) -> dict[str, Any]:
-    out = {k: default for k, (default, _) in OPTIONS.items()}
-    for key, value in raw.items():
-        if key not in OPTIONS:
-            raise ConfigError(f"options.{key}", f"unknown option (known: {', '.join(OPTIONS)})")
-        default = OPTIONS[key][0]
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"options.{key}", "must be a boolean")
-        elif default is None:  # the payee names: the XSD's Name type, 1-100 characters
-            if not isinstance(value, str) or not 1 <= len(value.strip()) <= len(value) <= 100:
-                raise ConfigError(f"options.{key}", "must be a name of 1-100 characters")
-        elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(f"options.{key}", "must be a number greater than 0")
-        out[key] = value
+    out = common.check_options(raw, OPTIONS, special=_payee_name)
     if (out["payee_account_name"] is None) != (out["payee_bank_name"] is None):
         missing = "payee_bank_name" if out["payee_bank_name"] is None else "payee_account_name"
         raise ConfigError(f"options.{missing}", "payee_account_name and payee_bank_name go "
                                                 "together")
     return out
-
-
-def _load_certificate(agency: AgencyConfig, key: str, now: dt.datetime) -> x509.Certificate:
-    path = getattr(agency, key)
-    if path is None:
-        raise ConfigError(key, "CBAS needs this X.509 certificate (PEM)")
-    try:
-        cert = load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(key, f"cannot load a certificate: {exc}") from exc
-    reason = check_signing_certificate(cert, now=now)  # CBAS §4: v3, validity, usage, RSA size
-    if reason is not None:
-        raise ConfigError(key, f"cannot sign CBAS messages: {reason}")
-    return cert
 
 
 class CbasAdapter:
@@ -171,19 +143,14 @@ class CbasAdapter:
         self._clock, self._sleep, self._now = clock, sleep, now
         self._new_request_id = new_request_id
         # Keys and certificates are loaded once, here; anything unusable stops start-up.
-        if agency.signing_key is None:
-            raise ConfigError("signing_key", "CBAS needs our RSA private key (PEM)")
+        private_key, certificate = common.load_signing_pair(
+            agency, protocol="CBAS", key_kind="RSA", now=now()
+        )
         try:
-            private_key = load_private_key(agency.signing_key)
-        except (OSError, ValueError) as exc:
-            raise ConfigError("signing_key", f"cannot load a private key: {exc}") from exc
-        certificate = _load_certificate(agency, "signing_cert", now())
-        try:
-            check_key_pair(private_key, certificate)
             self._signer = WsSecuritySigner(private_key, certificate)
         except (TypeError, ValueError) as exc:
             raise ConfigError("signing_key", f"cannot sign with it: {exc}") from exc
-        bank_certificate = _load_certificate(agency, "agency_key", now())
+        bank_certificate = common.load_agency_certificate(agency, protocol="CBAS", now=now())
         self.bank_cert_sha256 = cert_sha256(bank_certificate)
         if self.bank_cert_sha256 == self._signer.cert_sha256:
             # Always a configuration mistake: responses must come from the bank's certificate.
@@ -361,7 +328,7 @@ class CbasAdapter:
             parsed = self._soap.parse(operation, payload)
         except TransientError as exc:
             raise self._invalid(operation, str(exc), applied=applied) from exc
-        doc = _plain(parsed)
+        doc = common.plain(parsed)
         if not isinstance(doc, dict):
             raise self._invalid(operation, "payload is not a structure", applied=applied)
         return doc
@@ -372,7 +339,7 @@ class CbasAdapter:
         message, retry_after = fault.reason, None
         detail = fault.detail_element
         if detail is not None and detail.tag == _FAULT_DETAIL and not codec.schema_errors(detail):
-            doc = _plain(self._soap.parse_element(detail))
+            doc = common.plain(self._soap.parse_element(detail))
             code, message = doc["code"], doc["message"] or fault.reason
             retry_after = doc.get("retryAfterSeconds")
         return faults.fault_error(
@@ -391,11 +358,6 @@ class CbasAdapter:
         if applied:
             return OutcomeUnknownError(message, code="invalid-response")
         return TransientError(message, code="invalid-response")
-
-
-def _plain(parsed: Any) -> Any:
-    """zeep's objects as plain dicts and lists (scalars stay as zeep typed them)."""
-    return serialize_object(parsed, dict)  # type: ignore[no-untyped-call]
 
 
 def _resumed(resume: Mapping[str, Any]) -> dict[str, Any] | None:

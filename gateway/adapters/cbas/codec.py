@@ -15,18 +15,28 @@ answer for another request) raises ``InvalidResponse``, and the adapter decides 
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
 from lxml import etree
 
-from gateway.model.rules import format_money, parse_money
+from gateway.adapters import _soap_common as common
+from gateway.adapters._soap_common import (
+    InvalidCommand,
+    InvalidResponse,
+    date_field,
+    elements,
+    field,
+    integer,
+    money_value,
+    opt_text,
+    same,
+    text,
+    timestamp,
+)
 from gateway.model.types import (
     Account,
     Action,
@@ -34,11 +44,9 @@ from gateway.model.types import (
     CaseContext,
     ControlCommand,
     ControlOutcome,
-    DocumentRef,
     Encumbrance,
     InquiryCommand,
     InquiryResult,
-    Money,
     Subject,
 )
 
@@ -85,39 +93,22 @@ RESULT_ELEMENTS: Final[Mapping[str, str]] = {
 }
 
 
-class InvalidCommand(Exception):
-    """The command lacks what its CBAS operation needs; the bank could only refuse it."""
-
-
-class InvalidResponse(Exception):
-    """A verified answer that is not a usable CBAS answer to our request."""
-
-
 # --- the agency's contract ------------------------------------------------------------------
 
 
 def wsdl_path() -> Path:
     """The unchanged WSDL the bank published, as a file (zeep resolves the XSD beside it)."""
-    return Path(str(resources.files(__package__).joinpath(WSDL_FILE)))
+    return common.contract_path(__package__, WSDL_FILE)
 
 
-@functools.cache
 def schema() -> etree.XMLSchema:
     """The unchanged XSD, compiled once (no network: it imports nothing)."""
-    path = Path(str(resources.files(__package__).joinpath(XSD_FILE)))
-    parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    return etree.XMLSchema(etree.parse(str(path), parser))
+    return common.contract_schema(__package__, XSD_FILE)
 
 
 def schema_errors(element: etree._Element) -> list[str]:
-    """Every way a payload element (a Body child) breaks the XSD; empty when it conforms.
-
-    A copy is validated as a document root: the XSD declares the payload elements globally.
-    """
-    xsd = schema()
-    if xsd.validate(etree.ElementTree(copy.deepcopy(element))):
-        return []
-    return [f"line {e.line}: {e.message}" for e in xsd.error_log]
+    """Every way a payload element (a Body child) breaks the XSD; empty when it conforms."""
+    return common.schema_errors(schema(), element)
 
 
 # --- requests ------------------------------------------------------------------------------
@@ -145,23 +136,6 @@ def operation_for(command: InquiryCommand | ControlCommand) -> str:
         raise InvalidCommand(f"CBAS has no operation for {action}") from None
 
 
-def _money(m: Money) -> dict[str, str]:
-    # zeep renders simpleContent as _value_1 plus the attribute; the currency is always
-    # stated, even when CNY, so equal commands render equal payloads.
-    return {"_value_1": format_money(m.amount), "currency": m.currency}
-
-
-def _document(d: DocumentRef) -> dict[str, Any]:
-    out: dict[str, Any] = {"documentId": d.document_id, "sha256": d.sha256}
-    if d.content is not None:
-        out["content"] = d.content  # zeep writes xs:base64Binary (RFC 4648 §4, padded)
-    return out
-
-
-def _subject(s: Subject) -> dict[str, str]:
-    return {"idType": s.id_type.value, "idNumber": s.id_number, "name": s.name}
-
-
 def _context(request_id: str, context: CaseContext, *, ruling_required: bool) -> dict[str, Any]:
     """README §6 context, in the XSD's order: requestId, court, caseNo, officer, documents."""
     out: dict[str, Any] = {
@@ -169,11 +143,11 @@ def _context(request_id: str, context: CaseContext, *, ruling_required: bool) ->
         "court": {"code": context.court.code, "name": context.court.name},
         "caseNo": context.case_no,
         "officer": {"name": context.officer.name, "credentialNo": context.officer.credential_no},
-        "assistanceNotice": _document(context.documents.assistance_notice),
+        "assistanceNotice": common.document(context.documents.assistance_notice),
     }
     ruling = context.documents.ruling
     if ruling is not None:
-        out["ruling"] = _document(ruling)
+        out["ruling"] = common.document(ruling)
     elif ruling_required:
         raise InvalidCommand("control requests carry a ruling (README §6)")
     return out
@@ -193,15 +167,15 @@ def request_payload(
     if isinstance(command, InquiryCommand):
         # §2: ruling optional for InquireAccounts.
         doc = _context(command.request_id, command.context, ruling_required=False)
-        doc["subject"] = _subject(command.subject)
+        doc["subject"] = common.subject(command.subject)
         return operation, doc
     doc = _context(command.request_id, command.context, ruling_required=True)
     action = command.action
     if action is Action.FREEZE:
         _need(command, "subject", "account_no", "amount", "days")
         assert command.subject and command.amount
-        doc.update(subject=_subject(command.subject), accountNo=command.account_no,
-                   amount=_money(command.amount), freezeDays=command.days)
+        doc.update(subject=common.subject(command.subject), accountNo=command.account_no,
+                   amount=common.money(command.amount), freezeDays=command.days)
     elif action is Action.UNFREEZE:
         _need(command, "freeze_id")
         doc["freezeId"] = command.freeze_id
@@ -216,11 +190,11 @@ def request_payload(
                 "DeductFunds needs the court's payee account name and bank name "
                 "(options.payee_account_name, options.payee_bank_name)"
             )
-        doc.update(subject=_subject(command.subject), accountNo=command.account_no)
+        doc.update(subject=common.subject(command.subject), accountNo=command.account_no)
         if command.freeze_id is not None:
             doc["freezeId"] = command.freeze_id
         doc.update(
-            amount=_money(command.amount),
+            amount=common.money(command.amount),
             payeeAccount={"accountName": payee.account_name, "accountNo": command.payee_account,
                           "bankName": payee.bank_name},
         )
@@ -233,82 +207,6 @@ def fetch_payload(request_id: str, ticket_id: str) -> dict[str, str]:
 
 
 # --- answers -------------------------------------------------------------------------------
-
-
-def _get(doc: Mapping[str, Any], name: str) -> Any:
-    value = doc.get(name)
-    if value is None:
-        raise InvalidResponse(f"missing {name}")
-    return value
-
-
-def _str(doc: Mapping[str, Any], name: str) -> str:
-    value = _get(doc, name)
-    if not isinstance(value, str):
-        raise InvalidResponse(f"{name} is not text")
-    return value
-
-
-def _opt_str(doc: Mapping[str, Any], name: str) -> str | None:
-    return None if doc.get(name) is None else _str(doc, name)
-
-
-def _int(doc: Mapping[str, Any], name: str) -> int:
-    value = _get(doc, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidResponse(f"{name} is not an integer")
-    return value
-
-
-def _timestamp(doc: Mapping[str, Any], name: str) -> dt.datetime:
-    value = _get(doc, name)
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise InvalidResponse(f"{name}: {exc}") from exc
-    if not isinstance(value, dt.datetime) or value.utcoffset() is None:
-        raise InvalidResponse(f"{name} is not a UTC timestamp")
-    if value.utcoffset() != dt.timedelta(0):
-        raise InvalidResponse(f"{name} is not in UTC (README §4)")
-    return value.astimezone(dt.UTC)
-
-
-def _date(doc: Mapping[str, Any], name: str) -> dt.date | None:
-    """A LocalDate: the CST calendar date as sent, no offset, no conversion (README §4)."""
-    value = doc.get(name)
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = dt.date.fromisoformat(value)
-        except ValueError as exc:
-            raise InvalidResponse(f"{name}: {exc}") from exc
-    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
-        raise InvalidResponse(f"{name} is not a local date")
-    return value
-
-
-def _amount(doc: Mapping[str, Any], name: str) -> Money:
-    value = _get(doc, name)
-    if not isinstance(value, Mapping):
-        raise InvalidResponse(f"{name} is not a Money element")
-    text, currency = value.get("_value_1"), value.get("currency") or "CNY"  # XSD default
-    if not isinstance(text, str) or not isinstance(currency, str):
-        raise InvalidResponse(f"{name} is not an amount with a currency")
-    try:
-        return Money(parse_money(text), currency)  # a decimal string, never through float
-    except ValueError as exc:
-        raise InvalidResponse(f"{name}: {exc}") from exc
-
-
-def _list(doc: Mapping[str, Any], name: str) -> Sequence[Mapping[str, Any]]:
-    value = doc.get(name)
-    if value is None:
-        return ()
-    if not isinstance(value, list | tuple) or not all(isinstance(v, Mapping) for v in value):
-        raise InvalidResponse(f"{name} is not a list of elements")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,10 +223,10 @@ class Receipt:
 def decode_receipt(doc: Mapping[str, Any], request_id: str) -> Receipt:
     """``<Operation>Response`` → Receipt; it must answer our own requestId."""
     receipt = Receipt(
-        request_id=_str(doc, "requestId"),
-        ticket_id=_str(doc, "ticketId"),
-        accepted_at=_timestamp(doc, "acceptedAt"),
-        retry_after=_int(doc, "retryAfterSeconds"),
+        request_id=text(doc, "requestId"),
+        ticket_id=text(doc, "ticketId"),
+        accepted_at=timestamp(doc, "acceptedAt"),
+        retry_after=integer(doc, "retryAfterSeconds"),
         replayed=doc.get("replayed") is True,
     )
     if receipt.request_id != request_id:
@@ -360,32 +258,32 @@ def decode_fetch(
     shape must be the one its status allows. Anything else is not an answer to our question.
     """
     operation = operation_for(command)
-    if _str(doc, "ticketId") != ticket_id:
+    if text(doc, "ticketId") != ticket_id:
         raise InvalidResponse(f"answer for ticket {doc.get('ticketId')}, not {ticket_id}")
-    if _str(doc, "requestId") != command.request_id:
+    if text(doc, "requestId") != command.request_id:
         raise InvalidResponse(f"ticket answers request {doc.get('requestId')}, "
                               f"not {command.request_id}")
-    if _str(doc, "operation") != operation:
+    if text(doc, "operation") != operation:
         raise InvalidResponse(f"ticket is for {doc.get('operation')}, not {operation}")
-    status = _str(doc, "status")
+    status = text(doc, "status")
     present = [name for name in (*RESULT_ELEMENTS.values(), "rejection") if doc.get(name)]
     if status == "PENDING":
         if present or doc.get("completedAt") is not None:
             raise InvalidResponse("PENDING answer with a result")
-        return FetchAnswer(ticket_id, status, retry_after=_int(doc, "retryAfterSeconds"))
-    completed_at = _timestamp(doc, "completedAt")
+        return FetchAnswer(ticket_id, status, retry_after=integer(doc, "retryAfterSeconds"))
+    completed_at = timestamp(doc, "completedAt")
     if status == "REJECTED":
         if present != ["rejection"]:
             raise InvalidResponse("REJECTED answer without exactly a rejection")
-        rejection = _get(doc, "rejection")
+        rejection = field(doc, "rejection")
         return FetchAnswer(ticket_id, status,
-                           rejection=(_str(rejection, "code"), _str(rejection, "message")))
+                           rejection=(text(rejection, "code"), text(rejection, "message")))
     if status != "COMPLETED":
         raise InvalidResponse(f"unknown ticket status {status!r}")
     element = RESULT_ELEMENTS[operation]
     if present != [element]:
         raise InvalidResponse(f"COMPLETED {operation} answer without exactly {element}")
-    result = _get(doc, element)
+    result = field(doc, element)
     outcome: InquiryResult | ControlOutcome
     try:
         if isinstance(command, InquiryCommand):
@@ -398,53 +296,48 @@ def decode_fetch(
 
 
 def _freeze_info(f: Mapping[str, Any]) -> Encumbrance:
-    authority = _get(f, "authority")
+    authority = field(f, "authority")
     return Encumbrance(
         type="FREEZE",
-        authority=Authority(name=_str(authority, "name"),
-                            court_code=_opt_str(authority, "courtCode")),
-        status=_str(f, "status"),
-        rank=_int(f, "rank"),
-        measure_id=_opt_str(f, "freezeId"),  # only where the court may see it (README §8)
-        case_no=_opt_str(f, "caseNo"),
-        effective_on=_date(f, "effectiveOn"),
-        until=_date(f, "frozenUntil"),
-        requested_amount=_amount(f, "requestedAmount"),
-        frozen_amount=_amount(f, "frozenAmount"),
+        authority=Authority(name=text(authority, "name"),
+                            court_code=opt_text(authority, "courtCode")),
+        status=text(f, "status"),
+        rank=integer(f, "rank"),
+        measure_id=opt_text(f, "freezeId"),  # only where the court may see it (README §8)
+        case_no=opt_text(f, "caseNo"),
+        effective_on=date_field(f, "effectiveOn"),
+        until=date_field(f, "frozenUntil"),
+        requested_amount=money_value(f, "requestedAmount"),
+        frozen_amount=money_value(f, "frozenAmount"),
     )
 
 
 def _account(a: Mapping[str, Any]) -> Account:
-    opened_on = _date(a, "openedOn")
+    opened_on = date_field(a, "openedOn")
     if opened_on is None:
         raise InvalidResponse("missing openedOn")
     return Account(
-        account_no=_str(a, "accountNo"),
-        account_type=_str(a, "accountType"),
-        currency=_str(a, "currency"),
-        balance=_amount(a, "balance").amount,
-        available_balance=_amount(a, "availableBalance").amount,
-        status=_str(a, "status"),
+        account_no=text(a, "accountNo"),
+        account_type=text(a, "accountType"),
+        currency=text(a, "currency"),
+        balance=money_value(a, "balance").amount,
+        available_balance=money_value(a, "availableBalance").amount,
+        status=text(a, "status"),
         opened_on=opened_on,
-        encumbrances=tuple(_freeze_info(f) for f in _list(a, "freeze")),
+        encumbrances=tuple(_freeze_info(f) for f in elements(a, "freeze")),
     )
 
 
 def _accounts_result(r: Mapping[str, Any], subject: Subject) -> InquiryResult:
-    echoed = _get(r, "subject")
+    echoed = field(r, "subject")
     if (echoed.get("idType"), echoed.get("idNumber")) != (subject.id_type.value,
                                                           subject.id_number):
         raise InvalidResponse("accounts of a different subject")
     return InquiryResult(
         subject=subject,
-        as_of=_timestamp(r, "asOf"),
-        accounts=tuple(_account(a) for a in _list(r, "account")),
+        as_of=timestamp(r, "asOf"),
+        accounts=tuple(_account(a) for a in elements(r, "account")),
     )
-
-
-def _same(what: str, got: str | None, sent: str | None) -> None:
-    if got != sent:
-        raise InvalidResponse(f"{what} {got}, not the {sent} we sent")
 
 
 def _control_outcome(
@@ -452,39 +345,39 @@ def _control_outcome(
 ) -> ControlOutcome:
     action = command.action
     if action is Action.FREEZE:
-        _same("accountNo", _str(r, "accountNo"), command.account_no)
+        same("accountNo", text(r, "accountNo"), command.account_no)
         return ControlOutcome(
-            action=action, status=_str(r, "status"), measure_id=_str(r, "freezeId"),
-            rank=_int(r, "rank"), effective_on=_date(r, "effectiveOn"),
-            until=_date(r, "frozenUntil"), requested_amount=_amount(r, "requestedAmount"),
-            frozen_amount=_amount(r, "frozenAmount"), completed_at=completed_at,
-            replayed=replayed, extra={"accountNo": _str(r, "accountNo")},
+            action=action, status=text(r, "status"), measure_id=text(r, "freezeId"),
+            rank=integer(r, "rank"), effective_on=date_field(r, "effectiveOn"),
+            until=date_field(r, "frozenUntil"), requested_amount=money_value(r, "requestedAmount"),
+            frozen_amount=money_value(r, "frozenAmount"), completed_at=completed_at,
+            replayed=replayed, extra={"accountNo": text(r, "accountNo")},
         )
     if action is Action.UNFREEZE:
-        _same("freezeId", _str(r, "freezeId"), command.freeze_id)
+        same("freezeId", text(r, "freezeId"), command.freeze_id)
         return ControlOutcome(
-            action=action, status=_str(r, "status"), measure_id=_str(r, "freezeId"),
-            released_amount=_amount(r, "releasedAmount"),
-            completed_at=_timestamp(r, "releasedAt"), replayed=replayed,
+            action=action, status=text(r, "status"), measure_id=text(r, "freezeId"),
+            released_amount=money_value(r, "releasedAmount"),
+            completed_at=timestamp(r, "releasedAt"), replayed=replayed,
         )
     if action is Action.RENEW_FREEZE:
-        _same("freezeId", _str(r, "freezeId"), command.freeze_id)
+        same("freezeId", text(r, "freezeId"), command.freeze_id)
         # renewalResult has no status: only an ACTIVE freeze can be renewed (§3).
         return ControlOutcome(
-            action=action, status="ACTIVE", measure_id=_str(r, "freezeId"),
-            previous_until=_date(r, "previousFrozenUntil"), until=_date(r, "frozenUntil"),
+            action=action, status="ACTIVE", measure_id=text(r, "freezeId"),
+            previous_until=date_field(r, "previousFrozenUntil"), until=date_field(r, "frozenUntil"),
             completed_at=completed_at, replayed=replayed,
         )
     # DEDUCT
-    _same("accountNo", _str(r, "accountNo"), command.account_no)
-    _same("freezeId", _opt_str(r, "freezeId"), command.freeze_id)
-    payee = _get(r, "payeeAccount")
-    _same("payeeAccount", _str(payee, "accountNo"), command.payee_account)
+    same("accountNo", text(r, "accountNo"), command.account_no)
+    same("freezeId", opt_text(r, "freezeId"), command.freeze_id)
+    payee = field(r, "payeeAccount")
+    same("payeeAccount", text(payee, "accountNo"), command.payee_account)
     return ControlOutcome(
-        action=action, status="COMPLETED", measure_id=_opt_str(r, "freezeId"),
-        requested_amount=_amount(r, "requestedAmount"),
-        deducted_amount=_amount(r, "deductedAmount"),
-        transfer_reference=_str(r, "transferReference"),
-        completed_at=_timestamp(r, "deductedAt"), replayed=replayed,
-        extra={"accountNo": _str(r, "accountNo")},
+        action=action, status="COMPLETED", measure_id=opt_text(r, "freezeId"),
+        requested_amount=money_value(r, "requestedAmount"),
+        deducted_amount=money_value(r, "deductedAmount"),
+        transfer_reference=text(r, "transferReference"),
+        completed_at=timestamp(r, "deductedAt"), replayed=replayed,
+        extra={"accountNo": text(r, "accountNo")},
     )

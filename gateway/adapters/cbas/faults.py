@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from gateway.errors import AgencyError, RejectedError, SignatureRejectedError, TransientError
+from gateway.adapters import _soap_common as common
+from gateway.errors import AgencyError, RejectedError
 
 __all__ = [
     "CODES",
@@ -36,9 +37,7 @@ TRANSIENT_CODES: Final = frozenset({"RATE_LIMITED", "SERVICE_UNAVAILABLE"})
 
 # §4 receiver checks (1), (2) and (4) on the bank's side: it refused our header, certificate or
 # timestamps. Resending the same thing cannot help and an operator must look (CBAS-22).
-SECURITY_CODES: Final = frozenset(
-    {"SIGNATURE_INVALID", "CERTIFICATE_UNTRUSTED", "TIMESTAMP_EXPIRED"}
-)
+SECURITY_CODES: Final = common.SECURITY_CODES
 
 
 def fault_error(
@@ -64,18 +63,11 @@ def fault_error(
       §4.4.1), ``soap:Client`` says the message was at fault (permanent);
     * every other code → ``RejectedError(code)``.
     """
-    text = f"{what}: fault {code or ('soap:Server' if server_fault else 'soap:Client')}: {message}"
-    if code is None:
-        if server_fault:
-            return TransientError(text, code="SERVER_FAULT", retry_after=retry_after)
-        return RejectedError(text, code="CLIENT_FAULT")
-    if code in TRANSIENT_CODES:
-        return TransientError(
-            text, code=code, retry_after=float(retry_after) if retry_after is not None else None
-        )
-    if code in SECURITY_CODES:
-        return SignatureRejectedError(text, code=code)
-    return RejectedError(text, code=code)
+    return common.fault_error(
+        code, message, transient_codes=TRANSIENT_CODES, retry_after=retry_after,
+        receiver_fault=server_fault, receiver_name="soap:Server", sender_name="soap:Client",
+        what=what,
+    )
 
 
 def rejection_error(code: str, message: str, *, ticket_id: str, what: str = "cbas") -> RejectedError:
