@@ -7,6 +7,7 @@ import datetime as dt
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
