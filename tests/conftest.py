@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from gateway.client import GatewayClient
@@ -67,3 +69,25 @@ async def wait_done(client: GatewayClient, batch_id: str, timeout: float = 60.0)
         if time.monotonic() > deadline:
             raise AssertionError(f"batch {batch_id} not done after {timeout} s: {batch}")
         await asyncio.sleep(0.05)
+
+
+async def start_gateway_process(cfg: Path, log: Path) -> asyncio.subprocess.Process:
+    """`gateway serve --config cfg` as a real process, its output appended to ``log``."""
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; from gateway.cli import main; sys.exit(main())",
+            "serve", "--config", str(cfg), stdout=out, stderr=asyncio.subprocess.STDOUT)
+
+
+async def wait_ready(url: str, proc: asyncio.subprocess.Process, log: Path) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(200):
+            assert proc.returncode is None, log.read_text()
+            try:
+                async with s.get(f"{url}/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError("gateway did not become ready:\n" + log.read_text())

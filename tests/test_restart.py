@@ -7,17 +7,14 @@ import asyncio
 import json
 import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
-
-import aiohttp
 
 from gateway import testing
 from gateway.client import GatewayClient
 from gateway.demo import free_port
 from gateway.security.keys import load_ed25519_public, public_jwk
-from tests.conftest import DATA, TOKEN, wait_done
+from tests.conftest import DATA, TOKEN, start_gateway_process, wait_done, wait_ready
 
 SUBJECTS = 120
 
@@ -52,27 +49,6 @@ rate_per_second = 1000
     return cfg
 
 
-async def _start_gateway(cfg: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import sys; from gateway.cli import main; sys.exit(main())",
-            "serve", "--config", str(cfg), stdout=out, stderr=asyncio.subprocess.STDOUT)
-
-
-async def _ready(url: str, proc: asyncio.subprocess.Process, log: Path) -> None:
-    async with aiohttp.ClientSession() as s:
-        for _ in range(200):
-            assert proc.returncode is None, log.read_text()
-            try:
-                async with s.get(f"{url}/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError("gateway did not become ready:\n" + log.read_text())
-
-
 async def test_killed_gateway_resumes_and_records_each_result_once(tmp_path: Path) -> None:
     people = testing.subjects(SUBJECTS, seed=11)
     court = json.loads((DATA / "keys" / "vrs-court.jwk.json").read_text())
@@ -86,8 +62,8 @@ async def test_killed_gateway_resumes_and_records_each_result_once(tmp_path: Pat
         url = f"http://127.0.0.1:{port}"
         cfg = _config(tmp_path, port, vrs.url)
         log = tmp_path / "gateway.log"
-        proc = await _start_gateway(cfg, log)
-        await _ready(url, proc, log)
+        proc = await start_gateway_process(cfg, log)
+        await wait_ready(url, proc, log)
         header = {"batchId": "crash-1", "court": testing.DEMO_COURT,
                   "officer": testing.DEMO_OFFICER}
         async with GatewayClient(url, TOKEN) as client:
@@ -105,9 +81,9 @@ async def test_killed_gateway_resumes_and_records_each_result_once(tmp_path: Pat
         await proc.wait()
         done_at_crash = batch["totals"]["done"]
 
-        proc = await _start_gateway(cfg, log)
+        proc = await start_gateway_process(cfg, log)
         try:
-            await _ready(url, proc, log)
+            await wait_ready(url, proc, log)
             async with GatewayClient(url, TOKEN) as client:
                 final = await wait_done(client, "crash-1", timeout=90)
                 results = [r async for r in client.results("crash-1")]

@@ -95,6 +95,10 @@ RERS_NS: Final = "urn:rers:v1"
 CLOCK_SKEW: Final = 300  # RERS §4 (4), README §8
 TIME_FIELDS: Final = ("sentAt", "respondedAt")  # registry side, court side
 RS_BYTES: Final = 64  # P-256: r || s, 32 bytes each (XML-DSig 1.1 §6.4.3)
+# r || s lengths of the XML-DSig 1.1 curves (P-256, P-384, P-521). Step (1) accepts these so that
+# a P-384 or P-521 signer is told about its certificate (2), not about its encoding; step (3)
+# then wants the 64 bytes of the P-256 key that step (2) guaranteed.
+_RS_LENGTHS: Final = frozenset({RS_BYTES, 96, 132})
 _DIGEST_BYTES: Final = 32
 
 _ENVELOPE: Final = f"{{{SOAP12_NS}}}Envelope"
@@ -365,10 +369,12 @@ class EnvelopedVerifier:
             raise EnvelopedError("SCHEMA_INVALID", f"not a SOAP 1.2 envelope: {root.tag}")
         # (1) missing, misplaced, duplicated, other structure or algorithms (RERS-03/04)
         payload, signature = self._locate(root)
-        der = self._structure(signature)
+        der, value_length = self._structure(signature)
         # (2) certificate (RERS-05)
         certificate, digest = self._certificate(der)
         # (3) digest and signature (RERS-04, RERS-23)
+        if value_length != RS_BYTES:
+            raise _invalid(f"SignatureValue must be the {RS_BYTES}-byte r || s of P-256")
         try:
             verify_signature(
                 signature,
@@ -414,8 +420,9 @@ class EnvelopedVerifier:
         return payload, signature
 
     @staticmethod
-    def _structure(signature: etree._Element) -> bytes:
-        """The certificate's DER, after checking every element of the signature (RERS-03)."""
+    def _structure(signature: etree._Element) -> tuple[bytes, int]:
+        """The certificate's DER and the length of the signature value, after checking every
+        element of the signature (RERS-03)."""
         try:
             info, value, key_info = signature_parts(signature)
             uris = check_signed_info(
@@ -434,8 +441,9 @@ class EnvelopedVerifier:
             assert digest_value is not None  # check_signed_info saw it
             if len(_b64(digest_value.text, "DigestValue")) != _DIGEST_BYTES:
                 raise ValueError("DigestValue is not a SHA-256 value")
-            if len(_b64(value.text, "SignatureValue")) != RS_BYTES:
-                # RERS-03: r || s (64 bytes), not DER (70-72 bytes)
+            value_length = len(_b64(value.text, "SignatureValue"))
+            if value_length not in _RS_LENGTHS:
+                # RERS-03: r || s (64 bytes), not DER (70-72 bytes for P-256)
                 raise ValueError(f"SignatureValue must be the {RS_BYTES}-byte r || s, not DER")
             data = children(key_info)
             certs = children(data[0]) if len(data) == 1 else []
@@ -443,7 +451,7 @@ class EnvelopedVerifier:
                 ds("X509Certificate")
             ]:
                 raise ValueError("KeyInfo must hold X509Data with exactly one X509Certificate")
-            return _b64(certs[0].text, "X509Certificate")
+            return _b64(certs[0].text, "X509Certificate"), value_length
         except ValueError as exc:
             raise _invalid(str(exc)) from None
 

@@ -16,7 +16,7 @@ from lxml import etree
 from mock_agencies.cbas.model import Ticket
 from mock_agencies.cbas.problems import CbasFault
 from mock_agencies.common.clock import utc_timestamp
-from mock_agencies.common.soapxml import DS_NS, XML_SPACE, local
+from mock_agencies.common.soapxml import DS_NS, local, read_members
 from mock_agencies.common.soapxml import content_key as common_content_key
 from mock_agencies.common.soapxml import render as common_render
 
@@ -61,19 +61,10 @@ def parse_request(payload: etree._Element) -> dict[str, Any]:
     groups become dicts of their leaves, ``amount`` becomes (text, currency) with the README §4
     default ``CNY``, and ``freezeDays`` an int (xs:positiveInteger collapses whitespace).
     """
-    out: dict[str, Any] = {}
-    for child in payload:
-        if not isinstance(child.tag, str):
-            continue
-        name = local(child)
-        if name in _GROUPS:
-            out[name] = {local(g): g.text or "" for g in child if isinstance(g.tag, str)}
-        elif name == "amount":
-            out[name] = (child.text or "", child.get("currency", "CNY"))
-        elif name == "freezeDays":
-            out[name] = int((child.text or "").strip(XML_SPACE))
-        else:
-            out[name] = child.text or ""
+    out = read_members(payload, groups=_GROUPS, integers=("freezeDays",))
+    amount = payload.find(_q("amount"))
+    if amount is not None:
+        out["amount"] = (amount.text or "", amount.get("currency", "CNY"))
     return out
 
 

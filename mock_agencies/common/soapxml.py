@@ -34,6 +34,7 @@ __all__ = [
     "corrupt_signature_value",
     "local",
     "media_type",
+    "read_members",
     "render",
     "single_payload",
 ]
@@ -91,6 +92,35 @@ def content_key(
             text = _decoded(text)
     kids = tuple(content_key(c, base64_tags=base64_tags, ignored=ignored) for c in children)
     return (element.tag, attrs, text, kids)
+
+
+# -- reading payloads ---------------------------------------------------------------------------
+
+
+def read_members(
+    payload: etree._Element,
+    *,
+    groups: Collection[str] = (),
+    integers: Collection[str] = (),
+) -> dict[str, Any]:
+    """The members of a schema-valid payload as plain values, by local name.
+
+    Leaves become their text exactly as received (agencies echo values as received, README §3),
+    ``groups`` (court, officer, subject, document references) dicts of their leaves, and
+    ``integers`` ints (xs:positiveInteger collapses whitespace). ``ds:Signature`` is no member.
+    """
+    out: dict[str, Any] = {}
+    for child in payload:
+        if not isinstance(child.tag, str) or child.tag == DS_SIGNATURE:
+            continue
+        name = local(child)
+        if name in groups:
+            out[name] = {local(g): g.text or "" for g in child if isinstance(g.tag, str)}
+        elif name in integers:
+            out[name] = int((child.text or "").strip(XML_SPACE))
+        else:
+            out[name] = child.text or ""
+    return out
 
 
 # -- writing payloads ---------------------------------------------------------------------------
