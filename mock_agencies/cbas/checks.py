@@ -16,16 +16,17 @@ from typing import Any
 from lxml import etree
 from multidict import CIMultiDictProxy
 
-from gateway.model.rules import (
-    case_matches_court,
-    decode_document_content,
-    document_digest_error,
-    resident_id_ok,
-    uscc_ok,
-)
 from gateway.model.types import MAX_PERIOD_DAYS, AgencyKind
 from mock_agencies.cbas.problems import CbasFault
 from mock_agencies.cbas.soap import CBAS_NS, parse_request
+from mock_agencies.common.checks import (
+    Problem,
+    authorization_problem,
+    decode_documents,
+    document_problem,
+    identifier_problem,
+    period_problem,
+)
 from mock_agencies.common.fixture import Caller
 from mock_agencies.common.soapxml import XsdSchema, single_payload
 
@@ -140,56 +141,34 @@ class RequestSchema:
         if error is not None:
             raise _schema_invalid(f"{operation} does not match the schema: {error}")
         request = parse_request(payload)
-        contents: dict[str, bytes] = {}
-        for name in ("assistanceNotice", "ruling"):
-            doc = request.get(name)
-            if doc is not None and "content" in doc:
-                try:
-                    contents[name] = decode_document_content("".join(doc["content"].split()))
-                except ValueError as exc:
-                    raise _schema_invalid(f"{name}/content: {exc}") from None
+        contents, error = decode_documents(request)
+        if error is not None:
+            raise _schema_invalid(error)
         return Payload(operation, payload, request, contents)
+
+
+def _raise(problem: Problem | None) -> None:
+    if problem is not None:
+        raise CbasFault(*problem)
 
 
 def check_authorized(caller: Caller, request: Mapping[str, Any]) -> None:
     """README §8, CBAS-09: the request's court/code must be listed for the signer."""
-    code = request["court"]["code"]
-    if not caller.may_act_for(code):
-        raise CbasFault("COURT_NOT_AUTHORIZED", f"Court {code} is not listed for this certificate.")
+    _raise(authorization_problem(caller, request))
 
 
 def check_identifiers(request: Mapping[str, Any]) -> None:
     """README §2-3, CBAS-10: the subject's check character, and a caseNo designator that is
     the request's court's."""
-    subject = request.get("subject")
-    if subject is not None:
-        ok = resident_id_ok if subject["idType"] == "RESIDENT_ID" else uscc_ok
-        if not ok(subject["idNumber"]):
-            raise CbasFault(
-                "INVALID_IDENTIFIER",
-                f"subject/idNumber {subject['idNumber']} is not a valid {subject['idType']}.",
-            )
-    code = request["court"]["code"]
-    if not case_matches_court(request["caseNo"], code):
-        raise CbasFault(
-            "INVALID_IDENTIFIER", f"caseNo {request['caseNo']} is not a case of court {code}."
-        )
+    _raise(identifier_problem(request))
 
 
 def check_documents(request: Mapping[str, Any], contents: Mapping[str, bytes]) -> None:
     """README §6, CBAS-11: ``content``, where present, must hash to ``sha256``."""
-    for name, data in contents.items():
-        error = document_digest_error(request[name]["sha256"], data)
-        if error is not None:
-            raise CbasFault("DOCUMENT_DIGEST_MISMATCH", f"{name}: {error}.")
+    _raise(document_problem(request, contents))
 
 
 def check_period(request: Mapping[str, Any]) -> None:
     """README §5, CBAS-12: freezeDays above 365 is rejected, never shortened (FreezeFunds and
     RenewFreeze alike); 365 is accepted."""
-    days = request.get("freezeDays")
-    if days is not None and days > MAX_FREEZE_DAYS:
-        raise CbasFault(
-            "PERIOD_EXCEEDS_LIMIT",
-            f"freezeDays {days} exceeds the limit of {MAX_FREEZE_DAYS} days.",
-        )
+    _raise(period_problem(request, "freezeDays", MAX_FREEZE_DAYS))

@@ -198,7 +198,9 @@ def _unit(raw: Mapping[str, Any], subjects: Mapping[str, Subject], where: str, t
     for j, o in enumerate(raw["owners"]):
         subject = subjects.get(o["idNumber"])
         if subject is None:  # README §10: owners are referenced by idNumber
-            raise FixtureError(f"{where}.owners[{j}].idNumber", f"{o['idNumber']!r} is not in subjects")
+            raise FixtureError(
+                f"{where}.owners[{j}].idNumber", f"{o['idNumber']!r} is not in subjects"
+            )
         if any(x.subject.id_number == subject.id_number for x in owners):
             raise FixtureError(f"{where}.owners[{j}].idNumber", "the owner is listed twice")
         owners.append(Owner(subject, o.get("share")))

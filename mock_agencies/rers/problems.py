@@ -56,7 +56,9 @@ class RersFault(Exception):
         if self.code not in FAULT_CODES:
             raise ValueError(f"{self.code!r} is not a RERS fault code")
         if (self.retry_after is not None) != (self.code in TRANSIENT):
-            raise ValueError(f"{self.code}: retryAfterSeconds only and always with BUSY/RATE_LIMITED")
+            raise ValueError(
+                f"{self.code}: retryAfterSeconds only and always with BUSY/RATE_LIMITED"
+            )
         if self.retry_after is not None and not 1 <= self.retry_after <= 86400:
             raise ValueError("retryAfterSeconds must be 1-86400 (rers:RetryAfterSeconds)")
         self.message = _clip(self.message)

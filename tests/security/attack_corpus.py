@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import Final, Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -46,7 +46,6 @@ from lxml import etree
 from gateway.security.certs import SigningKey, certificate_from_der
 from gateway.security.wssec import WSSE_NS, WSU_NS, format_utc
 from gateway.security.xmldsig import (
-    DS_NS,
     SecurityCode,
     SignatureMismatch,
     ds,
@@ -429,7 +428,7 @@ def _with_doctype(data: bytes, declaration: str, reference: str | None) -> bytes
         leaf = next(el for el in _leaves(scope) if (el.text or "").strip())
         leaf.text = _PLACEHOLDER
     name = f"{root.prefix}:{_local(root)}" if root.prefix else _local(root)
-    document = etree.tostring(root, encoding="unicode")
+    document: str = etree.tostring(root, encoding="unicode")
     if reference is not None:
         document = document.replace(_PLACEHOLDER, reference)
     head = f'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE {name} {declaration}>\n'
@@ -563,7 +562,7 @@ class Canary:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}/x.dtd"
 
-    def __enter__(self) -> Canary:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

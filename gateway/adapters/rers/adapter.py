@@ -191,7 +191,7 @@ class RersAdapter:
     ) -> SoapReply[VerifiedPayload]:
         """Build, check, sign and send one request; return the verified, non-fault reply."""
         try:
-            envelope = self._soap.build(operation, **payload)
+            envelope = codec.wire_envelope(self._soap.build(operation, **payload))
         except ValueError as exc:
             raise RejectedError(f"{self._what(operation)}: {exc}", code="invalid-request") from exc
         if self._validate_requests:

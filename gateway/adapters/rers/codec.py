@@ -16,6 +16,7 @@ that means.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -49,6 +50,7 @@ from gateway.model.types import (
     Property,
     Subject,
 )
+from gateway.protocols.soap import SOAP12_NS
 
 __all__ = [
     "OPERATIONS",
@@ -63,6 +65,7 @@ __all__ = [
     "request_payload",
     "schema",
     "schema_errors",
+    "wire_envelope",
     "wsdl_path",
 ]
 
@@ -103,6 +106,24 @@ def schema_errors(element: etree._Element) -> list[str]:
 
 
 # --- requests ------------------------------------------------------------------------------
+
+
+def wire_envelope(built: etree._Element) -> etree._Element:
+    """zeep's envelope laid out like ``examples/rers``: ``env``/``rers`` declared on the
+    Envelope, no Header (§1), two-space indentation.
+
+    The signature covers the canonical envelope, prefixes included, so with the examples'
+    layout a request for an example's command has the example's very DigestValue (RERS-02,
+    RERS-03): the strongest interoperability check there is without the registry.
+    """
+    body = built.find(f"{{{SOAP12_NS}}}Body")
+    if body is None or len(body) != 1:
+        raise ValueError("the built envelope has no single payload")
+    envelope = etree.Element(f"{{{SOAP12_NS}}}Envelope",
+                             nsmap={"env": SOAP12_NS, "rers": RERS_NS})
+    etree.SubElement(envelope, f"{{{SOAP12_NS}}}Body").append(copy.deepcopy(body[0]))
+    etree.indent(envelope, space="  ")
+    return envelope
 
 
 def format_utc(moment: dt.datetime) -> str:
@@ -228,7 +249,8 @@ def _property(p: Mapping[str, Any]) -> Property:
     registered_on = date_field(p, "registeredOn")
     if registered_on is None:
         raise InvalidResponse("missing registeredOn")
-    encumbrances = field(p, "encumbrances")  # present, possibly empty (XSD)
+    # Required by the XSD (checked before decoding); zeep reads an empty one as None.
+    encumbrances = p.get("encumbrances") or {}
     if not isinstance(encumbrances, Mapping):
         raise InvalidResponse("encumbrances is not an element")
     unit_no = text(p, "unitNo")
