@@ -73,6 +73,7 @@ async def test_dead_letters_are_listed_shown_and_replayed(tmp_path: Path) -> Non
             failed = await until_final(client, request["requestId"])
             batch = await wait_done(client, "dlq-1")
             assert failed["state"] == "failed" and failed["attempts"] == 2
+            assert failed["phase"] == "dead"  # gave up after its attempts, not refused
             assert batch["totals"]["failed"] == 2
 
             code, out, err = await dlq("list", "--config", str(cfg_path))

@@ -94,7 +94,7 @@ async def test_vrs21_transient_errors_are_resent_with_the_same_key_and_body(tmp_
     assert len({p["signature"] for p in posts}) == 3  # freshly signed each time
     # The registry's Retry-After (the fixture's retryAfterSeconds, 1 s) was waited for.
     assert all(b["at"] - a["at"] >= 0.95 for a, b in zip(posts, posts[1:], strict=False))
-    assert final["state"] == "done" and final["attempts"] == 3
+    assert final["state"] == final["phase"] == "done" and final["attempts"] == 3
     outcome = final["outcome"]
     assert (outcome["status"], outcome["rank"]) == ("ACTIVE", 1)
     assert outcome["measureId"] and outcome["effectiveOn"] and outcome["until"]
@@ -114,7 +114,7 @@ async def test_vrs21_permanent_errors_are_never_resent(tmp_path: Path) -> None:
             final = await until_final(client, request["requestId"])
             await asyncio.sleep(0.3)  # a wrongful retry would arrive now
     assert len([r for r in rec.seen if r["method"] == "POST"]) == 1
-    assert final["state"] == "failed" and final["attempts"] == 1
+    assert final["state"] == final["phase"] == "failed" and final["attempts"] == 1
     assert final["error"]["code"] == "vehicle-not-found"
 
 

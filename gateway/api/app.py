@@ -34,7 +34,7 @@ from gateway.api.problems import ErrorCollector, Problem, error_middleware, prob
 from gateway.config import CallerConfig, GatewayConfig
 from gateway.errors import FieldError, ValidationError
 from gateway.model import Action, canonical_json, court_code_ok, parse_control_request
-from gateway.store.base import BatchRecord, ControlRecord, NewControl, Store
+from gateway.store.base import BatchRecord, ControlRecord, NewControl, Store, phase
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +258,7 @@ def _control_body(record: ControlRecord) -> dict[str, Any]:
         "agency": record.agency_id,
         "action": record.action,
         "state": record.state.value,
+        "phase": phase(record.state, record.error),
         "attempts": record.attempts,
         "createdAt": _timestamp(record.created_at),
         "updatedAt": _timestamp(record.updated_at),

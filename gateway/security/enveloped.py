@@ -431,7 +431,13 @@ class EnvelopedVerifier:
             )
             if uris != [""]:  # §4: no Id-based (or any other) references
                 raise ValueError('the Reference must have URI="" (the whole envelope)')
-            # Layout only between the signature's elements: they are outside the digest.
+            data = children(key_info)
+            certs = children(data[0]) if len(data) == 1 else []
+            if [d.tag for d in data] != [ds("X509Data")] or [c.tag for c in certs] != [
+                ds("X509Certificate")
+            ]:
+                raise ValueError("KeyInfo must hold X509Data with exactly one X509Certificate")
+            # Only layout between the signature's elements: most of them are outside the digest.
             for el in signature.iter():
                 if el is not signature and not _blank(el.tail):
                     raise ValueError(f"text after {etree.QName(el).localname} in ds:Signature")
@@ -445,12 +451,6 @@ class EnvelopedVerifier:
             if value_length not in _RS_LENGTHS:
                 # RERS-03: r || s (64 bytes), not DER (70-72 bytes for P-256)
                 raise ValueError(f"SignatureValue must be the {RS_BYTES}-byte r || s, not DER")
-            data = children(key_info)
-            certs = children(data[0]) if len(data) == 1 else []
-            if [d.tag for d in data] != [ds("X509Data")] or [c.tag for c in certs] != [
-                ds("X509Certificate")
-            ]:
-                raise ValueError("KeyInfo must hold X509Data with exactly one X509Certificate")
             return _b64(certs[0].text, "X509Certificate"), value_length
         except ValueError as exc:
             raise _invalid(str(exc)) from None

@@ -36,6 +36,22 @@ class WorkState(StrEnum):
         return self in (WorkState.DONE, WorkState.FAILED)
 
 
+# The error classes that mean "the agency said no" (failed) rather than "we gave up" (dead).
+_REFUSALS = frozenset({"RejectedError", "SignatureRejectedError"})
+
+
+def phase(state: WorkState, error: Mapping[str, Any] | None) -> str:
+    """The state as operators and callers speak of it: ``waiting`` splits into waiting for a
+    retry and waiting for the agency's result, ``failed`` into failed (the agency refused) and
+    dead (attempts or deadline exhausted); both of the latter are dead letters."""
+    cls = (error or {}).get("class")
+    if state is WorkState.WAITING:
+        return "waiting_for_result" if cls == "ResultPendingError" else "waiting_for_retry"
+    if state is WorkState.FAILED:
+        return "failed" if cls in _REFUSALS else "dead"
+    return state.value
+
+
 class WorkKind(StrEnum):
     INQUIRY = "inquiry"
     CONTROL = "control"

@@ -23,7 +23,10 @@ that takes the key from ``ds:KeyInfo/ds:X509Data``; nothing here needs to change
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
+import ctypes
+import ctypes.util
 import gc
 import itertools
 import re
@@ -584,9 +587,10 @@ class MemoryUse:
     """Peak memory above the start of a :func:`memory_probe` block, in bytes.
 
     ``traced``: Python allocations (tracemalloc), when traced. ``resident``: the process's peak
-    resident set (Linux VmHWM, reset at the start), which sees libxml2's and OpenSSL's malloc
-    too; where the peak cannot be reset, the growth of ``ru_maxrss`` (a spike above an earlier
-    high-water mark only).
+    resident set (Linux VmHWM, reset at the start), which sees libxml2's and OpenSSL's mallocs
+    too. Free heap memory is handed back first (glibc ``malloc_trim``): still resident, it would
+    absorb a spike unseen. Where the peak cannot be reset, the growth of ``ru_maxrss`` (a spike
+    above an earlier high-water mark only).
     """
 
     traced: int | None = None
@@ -605,6 +609,15 @@ def _status_kib(name: str) -> int | None:
         return None
     m = re.search(rf"^{name}:\s+(\d+) kB", text, re.MULTILINE)
     return int(m.group(1)) if m else None
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    with contextlib.suppress(OSError, AttributeError):
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim  # glibc only
+        return trim
+    return None
 
 
 def _reset_high_water_mark() -> bool:
@@ -628,6 +641,9 @@ def memory_probe(*, trace: bool) -> Iterator[MemoryUse]:
             tracemalloc.start()
         tracemalloc.reset_peak()
         base, _ = tracemalloc.get_traced_memory()
+    trim = _malloc_trim()
+    if trim is not None:  # free heap memory stays resident and would hide a spike: give it back
+        trim(0)
     precise = _reset_high_water_mark()
     rss0 = _status_kib("VmRSS") if precise else None
     maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

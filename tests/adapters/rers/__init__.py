@@ -296,6 +296,7 @@ class Reply:
     before_signing: Callable[[etree._Element], None] | None = None  # edit the envelope
     after_signing: Callable[[bytes], bytes] | None = None  # tamper with the signed bytes
     delay: float = 0.0
+    drop: bool = False  # processed, then the connection closes without an answer
 
     def render(self, default_signer: EnvelopedSigner) -> tuple[int, bytes]:
         status = self.status
@@ -355,6 +356,10 @@ class FakeRegistry:
         reply = self.script(captured)
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.drop:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=200)
         status, data = reply.render(self.signer)
         return web.Response(status=status, body=data, headers={"Content-Type": reply.content_type})
 
@@ -431,3 +436,56 @@ def content(element: etree._Element) -> Any:
     if etree.QName(element).localname == "content" and text:
         text = base64.b64decode(text)  # type: ignore[assignment]
     return (element.tag, sorted(element.attrib.items()), text, [content(k) for k in kids])
+
+
+def example_request(name: str) -> etree._Element:
+    """The payload of ``tests/data/rers/<name>.request.xml`` with its signature."""
+    root = etree.parse(str(EXAMPLES / f"{name}.request.xml")).getroot()
+    body = root.find("env:Body", NS)
+    assert body is not None
+    return body[0]
+
+
+def command_from_example(name: str) -> tuple[Command, dt.datetime]:
+    """The canonical command the example request ``name`` was made from, and its sentAt."""
+    p = example_request(name)
+
+    def t(path: str) -> str:
+        value = p.findtext(path, namespaces=NS)
+        assert value is not None, path
+        return value
+
+    def document(tag: str) -> DocumentRef | None:
+        el = p.find(f"rers:{tag}", NS)
+        if el is None:
+            return None
+        raw = el.findtext("rers:content", namespaces=NS)
+        return DocumentRef(t(f"rers:{tag}/rers:documentId"), t(f"rers:{tag}/rers:sha256"),
+                           base64.b64decode(raw) if raw else None)
+
+    notice = document("assistanceNotice")
+    assert notice is not None
+    ctx = CaseContext(
+        court=Court(t("rers:court/rers:code"), t("rers:court/rers:name")),
+        case_no=t("rers:caseNo"),
+        officer=Officer(t("rers:officer/rers:name"), t("rers:officer/rers:credentialNo")),
+        documents=Documents(notice, document("ruling")),
+    )
+    request_id = t("rers:requestId")
+    sent_at = dt.datetime.fromisoformat(t("rers:sentAt"))
+    subject = None
+    if p.find("rers:subject", NS) is not None:
+        subject = Subject(IdType(t("rers:subject/rers:idType")),
+                          t("rers:subject/rers:idNumber"), t("rers:subject/rers:name"))
+    if name == "QueryProperties":
+        assert subject is not None
+        return InquiryCommand(request_id, ctx, subject), sent_at
+    if name == "SealProperty":
+        action = Action.SEAL if t("rers:mode") == "SEAL" else Action.PRE_SEAL
+        return ControlCommand(request_id, ctx, action, subject=subject, unit_no=t("rers:unitNo"),
+                              days=int(t("rers:sealDays"))), sent_at
+    if name == "RenewSeal":
+        return ControlCommand(request_id, ctx, Action.RENEW_SEAL, seal_id=t("rers:sealId"),
+                              days=int(t("rers:sealDays"))), sent_at
+    assert name == "ReleaseSeal", name
+    return ControlCommand(request_id, ctx, Action.RELEASE_SEAL, seal_id=t("rers:sealId")), sent_at

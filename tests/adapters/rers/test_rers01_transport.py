@@ -86,8 +86,11 @@ async def test_soap12_post_with_the_action_in_the_content_type(
 async def test_faults_come_with_400_or_500(receiver: bool, status: int,
                                            harness: Harness) -> None:
     code = "BUSY" if receiver else "SEAL_NOT_ACTIVE"
-    reply = lambda req: Reply(fault(code, req.text("requestId"), retry=1 if receiver else None,  # noqa: E731
-                                    receiver=receiver))
+
+    def reply(req: Captured) -> Reply:
+        return Reply(fault(code, req.text("requestId"), retry=1 if receiver else None,
+                           receiver=receiver))
+
     _, adapter = await harness.start(reply)
     with pytest.raises(TransientError if receiver else RejectedError) as info:
         await adapter.execute(call(release("SEAL-1")))
