@@ -22,6 +22,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
 
 lint: $(STAMP)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[lint]'
 	$(BIN)/python -m ruff check gateway mock_agencies tests
 	$(BIN)/python -m mypy
 

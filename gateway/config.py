@@ -245,7 +245,7 @@ def _caller(table: Any, prefix: str, base: Path) -> CallerConfig:
     r.reject_unknown()
     return CallerConfig(
         id=caller_id,
-        token_sha256=token_sha256 or hashlib.sha256(token.encode()).hexdigest(),  # type: ignore[union-attr]
+        token_sha256=token_sha256 or hashlib.sha256(str(token).encode()).hexdigest(),
         courts=frozenset(courts),
     )
 

@@ -11,7 +11,7 @@ from gateway.model.serial import to_json
 from gateway.ops.metrics import CONTENT_TYPE, Metrics
 from gateway.store.base import Store
 
-_STORE = web.AppKey("store", Store)  # type: ignore[type-abstract]
+_STORE = web.AppKey("store", Store)
 _DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 _METRICS = web.AppKey("metrics", Metrics)
 

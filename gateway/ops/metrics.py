@@ -46,8 +46,8 @@ class Metrics:
     async def render(self, store: Store, throttled: dict[str, float],
                      breakers: dict[str, int] | None = None) -> bytes:
         self.backlog.clear()
-        for agency, state in (breakers or {}).items():
-            self.breaker.labels(agency).set(int(state))
+        for agency, breaker in (breakers or {}).items():
+            self.breaker.labels(agency).set(int(breaker))
         for agency, state, count in await store.work_backlog():
             self.backlog.labels(agency, state).set(count)
         for agency, seconds in throttled.items():

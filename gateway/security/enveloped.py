@@ -86,8 +86,8 @@ __all__ = [
     "EnvelopedSigner",
     "EnvelopedVerifier",
     "VerifiedPayload",
-    "format_utc",
     "find_payload",
+    "format_utc",
     "raw_rs",
 ]
 
@@ -110,9 +110,7 @@ _FAULT_DETAIL: Final = f"{{{RERS_NS}}}FaultDetail"
 _SIGNATURE: Final = ds("Signature")
 _OBJECT: Final = ds("Object")
 # Elements of the signature whose text is a value; every other text in it must be layout.
-_VALUE_ELEMENTS: Final = frozenset(
-    {ds("DigestValue"), ds("SignatureValue"), ds("X509Certificate")}
-)
+_VALUE_ELEMENTS: Final = frozenset({ds("DigestValue"), ds("SignatureValue"), ds("X509Certificate")})
 _UTC: Final = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z")  # XSD
 _REFERENCE: Final = ReferenceSpec("", (ENVELOPED, EXC_C14N))  # RERS-03
 # The only algorithms a RERS signature may use; libxmlsec1 refuses anything else as well.
@@ -133,10 +131,11 @@ class VerifiedPayload:
     """A message that passed every §4 check.
 
     ``payload`` is the element whose last child is the verified signature: the operation
-    element, or ``rers:FaultDetail`` in a fault. Read it and nothing else; the rest of a fault
-    (Code, Reason) is covered by the same signature. ``signed_at`` is the verifier's
-    ``time_field`` (``sentAt`` or ``respondedAt``). The court side must also check that
-    ``field("requestId")`` equals its request's (RERS §4, RERS-07): not this module's business.
+    element, or ``rers:FaultDetail`` in a fault. The whole envelope is signed, so a fault's Code
+    and Reason are authentic too, but there is no other payload to read (refused in step 1).
+    ``signed_at`` is the verifier's ``time_field`` (``sentAt`` or ``respondedAt``). The court
+    side must also check that ``field("requestId")`` is its request's (RERS §4, RERS-07):
+    the adapter knows the request, this module does not.
     """
 
     envelope: etree._Element
@@ -250,7 +249,7 @@ class EnvelopedSigner:
     ) -> None:
         if not isinstance(private_key, ec.EllipticCurvePrivateKey):
             raise TypeError("the RERS profile signs with an EC P-256 key (ecdsa-sha256)")
-        if not isinstance(private_key.curve, ec.SECP256R1):
+        if private_key.curve.name != ec.SECP256R1.name:
             raise ValueError(f"RERS §4 requires P-256, not {private_key.curve.name}")
         check_key_pair(private_key, certificate)
         # A certificate the registry would refuse makes every call a permanent fault: refuse
@@ -432,10 +431,8 @@ class EnvelopedVerifier:
             if uris != [""]:  # §4: no Id-based (or any other) references
                 raise ValueError('the Reference must have URI="" (the whole envelope)')
             data = children(key_info)
-            certs = children(data[0]) if len(data) == 1 else []
-            if [d.tag for d in data] != [ds("X509Data")] or [c.tag for c in certs] != [
-                ds("X509Certificate")
-            ]:
+            certs = [c.tag for c in children(data[0])] if len(data) == 1 else []
+            if [d.tag for d in data] != [ds("X509Data")] or certs != [ds("X509Certificate")]:
                 raise ValueError("KeyInfo must hold X509Data with exactly one X509Certificate")
             # Only layout between the signature's elements: most of them are outside the digest.
             for el in signature.iter():
@@ -451,7 +448,7 @@ class EnvelopedVerifier:
             if value_length not in _RS_LENGTHS:
                 # RERS-03: r || s (64 bytes), not DER (70-72 bytes for P-256)
                 raise ValueError(f"SignatureValue must be the {RS_BYTES}-byte r || s, not DER")
-            return _b64(certs[0].text, "X509Certificate"), value_length
+            return _b64(children(data[0])[0].text, "X509Certificate"), value_length
         except ValueError as exc:
             raise _invalid(str(exc)) from None
 

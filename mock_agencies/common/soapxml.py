@@ -44,6 +44,9 @@ DS_SIGNATURE = f"{{{DS_NS}}}Signature"
 XML_SPACE = " \t\r\n"  # XML's S production: what "whitespace-only" means in README §7
 _SIGNATURE_VALUE = re.compile(rb"(<(?:[A-Za-z_][\w.-]*:)?SignatureValue[^>]*>)([^<]+)(<)")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110 token
+# A bare parameter value: RFC 9110 wants a token, but SOAP 1.2 senders are known to leave an
+# action URI (with its colons) unquoted; anything without space, quotes or separators passes.
+_BARE = re.compile(r'^[^\s";,\\]+\Z')
 
 
 def local(element: etree._Element) -> str:
@@ -227,7 +230,7 @@ def media_type(value: str) -> tuple[str, dict[str, str]]:
             raise MediaTypeError(f"malformed parameter {item.strip()!r}")
         if len(val) >= 2 and val[0] == val[-1] == '"':
             val = val[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        elif not _TOKEN.match(val):
+        elif not _BARE.match(val):
             raise MediaTypeError(f"malformed parameter value {val!r}")
         if name in params:
             raise MediaTypeError(f"parameter {name!r} is repeated")

@@ -243,13 +243,16 @@ class RersMock:
             await asyncio.sleep(latency)
 
         # Stage 0: transport and well-formedness, reported as SCHEMA_INVALID (README §9, RERS-08).
-        action = checks.check_content_type(request.headers)
+        # Parsed first, so that even a fault about the Content-Type can carry the requestId.
         try:
-            root = parse_xml(data)
+            rejected, root = None, parse_xml(data)
         except XmlRejected as exc:
             # Not well-formed, not UTF-8 (ICD §1), or a DTD/entity/PI (XXE defence).
-            raise RersFault("SCHEMA_INVALID", f"The message was refused: {exc.reason}") from None
+            rejected, root = exc, None
         ex.request_id = readable_request_id(root)
+        action = checks.check_content_type(request.headers)
+        if rejected is not None:
+            raise RersFault("SCHEMA_INVALID", f"The message was refused: {rejected.reason}")
 
         # Stage 1: ICD §4 receiver checks (1)-(4), in order (RERS-04, RERS-05, RERS-06).
         try:
