@@ -1,8 +1,10 @@
 """``mock-agencies``: run a mock agency as a real server, for demos and cross-implementation tests.
 
 ``mock-agencies serve --agency vrs --port 8443 --key agency.jwk.json --public-url URL`` serves
-the registry; ``mock-agencies serve --agency cbas --port 8444 --key bank.key.pem --cert
-bank.cert.pem`` serves the bank (SOAP on ``POST /cbas/v1``). ``--admin-port`` adds the
+the vehicle registry; ``mock-agencies serve --agency cbas --port 8444 --key bank.key.pem --cert
+bank.cert.pem`` serves the bank (SOAP 1.1 on ``POST /cbas/v1``), and ``--agency rers`` with the
+registry's EC key and certificate the land registry (SOAP 1.2 on ``POST /rers/v1``). Each uses
+its ICD's rate limit unless ``--rate-limit`` says otherwise. ``--admin-port`` adds the
 fault/ledger admin API on a separate port, and the fault flags preset what that API can change
 later. Bad input ends with one line on stderr and a non-zero exit status, so scripts can show
 the reason as is.
@@ -24,7 +26,9 @@ from aiohttp import web
 __all__ = ["main"]
 
 AGENCIES = ("vrs", "cbas", "rers")
-IMPLEMENTED = ("vrs", "cbas")
+# Requests/s per caller key or certificate, burst the same (VRS §1, bank ICD §1, RERS §1).
+DEFAULT_RATE_LIMITS = {"vrs": 50.0, "cbas": 50.0, "rers": 20.0}
+SOAP_ENDPOINTS = {"cbas": "/cbas/v1", "rers": "/rers/v1"}
 
 
 class CliError(Exception):
@@ -81,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--key", type=Path, required=True, help="the agency's signing key, JWK or PEM"
     )
     serve.add_argument(
-        "--cert", type=Path, help="the agency's X.509 certificate, PEM (cbas: required)"
+        "--cert", type=Path, help="the agency's X.509 certificate, PEM (cbas, rers: required)"
     )
     serve.add_argument(
         "--public-url",
@@ -93,8 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--rate-limit",
         type=_non_negative,
-        default=50.0,
-        help="requests/s per key or certificate; 0 = off",
+        help="requests/s per key or certificate; 0 = off (default: vrs/cbas 50, rers 20)",
     )
     serve.add_argument("--burst", type=_non_negative, help="bucket size (default = rate limit)")
     latency = serve.add_mutually_exclusive_group()
@@ -109,16 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--error-rate-503",
         type=_share,
         default=0.0,
-        help="share answered 503 (cbas: SERVICE_UNAVAILABLE fault)",
+        help="share answered 503 (cbas: SERVICE_UNAVAILABLE fault; rers: BUSY)",
     )
     serve.add_argument(
-        "--error-rate-429", type=_share, default=0.0, help="share answered 429 (cbas: RATE_LIMITED)"
+        "--error-rate-429",
+        type=_share,
+        default=0.0,
+        help="share answered 429 (cbas, rers: RATE_LIMITED)",
     )
     serve.add_argument(
         "--error-rate-500",
         type=_share,
         default=0.0,
-        help="share answered 500 (cbas: an unsigned HTML page, not a SOAP response)",
+        help="share answered 500 (cbas, rers: an unsigned HTML page, not a SOAP response)",
     )
     serve.add_argument("--drop-rate", type=_share, default=0.0, help="share of dropped connections")
     serve.add_argument("--drop-phase", choices=("before", "after"), default="after")
@@ -181,7 +187,7 @@ def _build_vrs(
         args.key,
         public_url,
         faults=faults,
-        rate_limit=args.rate_limit,
+        rate_limit=_rate_limit(args),
         burst=args.burst,
     )
     for rule in args.inject:  # after create_app: loading the fixture resets the inject queue
@@ -189,45 +195,50 @@ def _build_vrs(
     return app, create_admin_app_for(app)
 
 
-def _build_cbas(args: argparse.Namespace) -> tuple[web.Application, web.Application]:
-    from mock_agencies.cbas.server import (
-        DEFAULT_FIXTURE,
-        create_admin_app_for,
-        create_app,
-        new_faults,
+def _rate_limit(args: argparse.Namespace) -> float:
+    return float(
+        args.rate_limit if args.rate_limit is not None else DEFAULT_RATE_LIMITS[args.agency]
     )
+
+
+def _build_soap(args: argparse.Namespace) -> tuple[web.Application, web.Application]:
+    """The bank (cbas) or the land registry (rers): both take a fixture, a PEM key and its
+    certificate, and share the fault model and admin app."""
     from mock_agencies.common.faults import FaultConfig
 
-    faults = new_faults(args.seed)
+    if args.agency == "cbas":
+        from mock_agencies.cbas import server
+    else:
+        from mock_agencies.rers import server  # type: ignore[no-redef]
+
+    faults = server.new_faults(args.seed)
     faults.config = FaultConfig.from_json(_fault_settings(args))
-    app = create_app(
-        args.fixture or DEFAULT_FIXTURE,
+    app = server.create_app(
+        args.fixture or server.DEFAULT_FIXTURE,
         args.key,
         args.cert,
         faults=faults,
-        rate_limit=args.rate_limit,
+        rate_limit=_rate_limit(args),
         burst=args.burst,
     )
     for rule in args.inject:  # after create_app: loading the fixture resets the inject queue
         faults.add_rule(rule)
-    return app, create_admin_app_for(app)
+    return app, server.create_admin_app_for(app)
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    if args.agency not in IMPLEMENTED:
-        raise CliError(
-            f"--agency {args.agency}: not implemented yet (available: {', '.join(IMPLEMENTED)})"
-        )
-    if args.agency == "cbas":
+    soap = args.agency in SOAP_ENDPOINTS
+    if soap:
         if args.cert is None:
-            raise CliError("--agency cbas needs --cert (the bank's X.509 certificate, PEM)")
-        public_url = "(SOAP endpoint POST /cbas/v1)"
+            whose = "the bank's" if args.agency == "cbas" else "the registry's"
+            raise CliError(f"--agency {args.agency} needs --cert ({whose} X.509 certificate, PEM)")
+        public_url = f"(SOAP endpoint POST {SOAP_ENDPOINTS[args.agency]})"
     else:
         if args.port == 0 and args.public_url is None:
             raise CliError("--port 0 needs --public-url (the port is not known in advance)")
         public_url = args.public_url or f"http://{args.host}:{args.port}"
     try:
-        app, admin = _build_cbas(args) if args.agency == "cbas" else _build_vrs(args, public_url)
+        app, admin = _build_soap(args) if soap else _build_vrs(args, public_url)
     except OSError as exc:  # unreadable key or fixture file
         raise CliError(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)) from None
     except ValueError as exc:  # FixtureError, bad keys, URLs and fault settings
@@ -239,7 +250,7 @@ async def _serve(args: argparse.Namespace) -> None:
         runners.append(runner)
         await web.TCPSite(runner, args.host, args.port).start()
         where = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
-        if args.agency == "cbas":
+        if soap:
             line = f"{args.agency} mock listening on {where} {public_url}"
         else:
             line = f"{args.agency} mock listening on {where} (public URL {public_url})"

@@ -102,7 +102,8 @@ def schema_errors(xsd: etree.XMLSchema, element: etree._Element) -> list[str]:
     """
     if xsd.validate(etree.ElementTree(copy.deepcopy(element))):
         return []
-    return [f"line {e.line}: {e.message}" for e in xsd.error_log]
+    log: Any = xsd.error_log  # lxml-stubs declare _ErrorLog without its iterator
+    return [f"line {e.line}: {e.message}" for e in log]
 
 
 # --- configuration --------------------------------------------------------------------------

@@ -15,7 +15,8 @@ bookworm). Checked over 1,500 signatures, including ones whose r or s had a lead
 all 64 bytes and verified by ``cryptography`` as raw r||s; both engines refuse a DER value.
 The 1.2.37 CLI wraps the base64 at 64 characters, so whitespace inside base64 is accepted. The
 signer still checks the length and converts DER to r||s (:func:`raw_rs`) should a future
-libxmlsec1 change, and the verifier refuses anything but 64 bytes before any cryptography.
+libxmlsec1 change; the verifier refuses DER in step (1) and anything but 64 bytes before the
+signature math.
 
 **What is not covered.** ``URI=""`` with the enveloped transform signs the canonical envelope
 minus the ``ds:Signature``: ``SignatureValue`` and ``KeyInfo`` are outside the digest, so the
@@ -461,7 +462,8 @@ class EnvelopedVerifier:
         try:
             certificate = certificate_from_der(der)
         except ValueError as exc:
-            raise EnvelopedError("CERTIFICATE_UNTRUSTED", f"unreadable certificate: {exc}") from None
+            unreadable = f"unreadable certificate: {exc}"
+            raise EnvelopedError("CERTIFICATE_UNTRUSTED", unreadable) from None
         reason = check_signing_certificate(certificate, now=self._clock())
         key = certificate.public_key()
         if reason is None and not (

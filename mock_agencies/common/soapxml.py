@@ -201,7 +201,8 @@ class XsdSchema:
         xsd = self.xsd
         if xsd.validate(etree.ElementTree(detached)):
             return None
-        error = xsd.error_log.last_error
+        log: Any = xsd.error_log  # lxml-stubs declare _ErrorLog without last_error
+        error = log.last_error
         where = f"line {error.line}: " if error is not None and error.line else ""
         return f"{where}{error.message if error is not None else 'invalid'}"
 

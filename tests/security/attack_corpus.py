@@ -116,6 +116,8 @@ class Attack:
     (:func:`signature_math_valid`), so the rejection must come from the profile's rules.
     ``probes``: ``"network"`` (points at ``canary_url``), ``"file"`` (names a local file),
     ``"memory"`` (must be rejected without a memory spike, :func:`memory_probe`).
+    ``parser``: refused by the XML parser, so no signature code runs and the court side sees
+    "not a SOAP envelope" rather than a failed §4 check.
     """
 
     id: str
@@ -126,11 +128,7 @@ class Attack:
     checklist: str
     math_valid: bool = False
     probes: frozenset[str] = frozenset()
-
-    @property
-    def parser(self) -> bool:
-        """An XML parser attack: refused before any signature code runs."""
-        return self.code == "SCHEMA_INVALID"
+    parser: bool = False  # an XML parser attack: refused before any signature code runs
 
 
 @dataclass(frozen=True)
@@ -466,16 +464,16 @@ def parser_attacks(code: SecurityCode, reason: str, checklist: str) -> tuple[Att
     return (
         Attack("xxe-file-entity", code, reason, xxe_file,
                "XXE: an external entity on file:///etc/passwd used in the Body", checklist,
-               probes=frozenset({"file"})),
+               probes=frozenset({"file"}), parser=True),
         Attack("external-dtd", code, reason, external_dtd,
                "an external DTD on a loopback canary; no fetch may happen", checklist,
-               probes=frozenset({"network"})),
+               probes=frozenset({"network"}), parser=True),
         Attack("xxe-parameter-entity", code, reason, xxe_parameter_entity,
                "out-of-band XXE: a parameter entity on the canary", checklist,
-               probes=frozenset({"network"})),
+               probes=frozenset({"network"}), parser=True),
         Attack("entity-expansion", code, reason, billion_laughs,
                "billion laughs, 10 levels x 10, referenced in the Body", checklist,
-               probes=frozenset({"memory"})),
+               probes=frozenset({"memory"}), parser=True),
     )
 
 
@@ -507,7 +505,8 @@ CBAS_CORPUS: Final = register(Corpus("cbas", (
            re.escape("SignatureMethod must be http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"),
            sha1_downgrade, "validly signed again with rsa-sha1 and sha1 digests", "CBAS-02",
            math_valid=True),
-    Attack("foreign-certificate", "CERTIFICATE_UNTRUSTED", "certificate [0-9a-f]{64} is not trusted",
+    Attack("foreign-certificate", "CERTIFICATE_UNTRUSTED",
+           "certificate [0-9a-f]{64} is not trusted",
            foreign_certificate, "validly signed by a throwaway certificate nobody lists",
            "CBAS-05", math_valid=True),
     Attack("expired-timestamp", "TIMESTAMP_EXPIRED", "expired at ", expired_timestamp,
@@ -579,7 +578,7 @@ def passwd_markers() -> list[bytes]:
     """Lines of /etc/passwd that would show up in an answer if an XXE read the file."""
     path = Path("/etc/passwd")
     lines = path.read_bytes().splitlines() if path.exists() else []
-    return [line for line in lines if line.strip()][:3] + [b"root:x:0:0"]
+    return [*[line for line in lines if line.strip()][:3], b"root:x:0:0"]
 
 
 @dataclass

@@ -383,7 +383,7 @@ def test_raw_rs_converts_der_and_keeps_raw() -> None:
     assert raw_rs(raw) == raw
     r, s = 5, 2**255 + 7
     assert raw_rs(encode_dss_signature(r, s)) == r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="asn1"):
         raw_rs(b"\x30\x03junk")
     with pytest.raises(ValueError, match="P-256"):
         raw_rs(encode_dss_signature(2**300, 1))
@@ -446,7 +446,7 @@ def test_signer_refuses_wrong_input() -> None:
         late.sign(unsigned(SEAL))
     with pytest.raises(ValueError, match="already holds"):
         signer().sign(parse_xml(SEAL.read_bytes()))
-    with pytest.raises(ValueError, match="not a SOAP 1.2 envelope"):
+    with pytest.raises(ValueError, match=r"not a SOAP 1\.2 envelope"):
         signer().sign(etree.fromstring(b'<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/'
                                        b'envelope/"><e:Body><a/></e:Body></e:Envelope>'))
     two = unsigned(SEAL)

@@ -173,7 +173,8 @@ def request_payload(
     action = command.action
     if action is Action.FREEZE:
         _need(command, "subject", "account_no", "amount", "days")
-        assert command.subject and command.amount
+        assert command.subject is not None
+        assert command.amount is not None
         doc.update(subject=common.subject(command.subject), accountNo=command.account_no,
                    amount=common.money(command.amount), freezeDays=command.days)
     elif action is Action.UNFREEZE:
@@ -184,7 +185,8 @@ def request_payload(
         doc.update(freezeId=command.freeze_id, freezeDays=command.days)
     else:  # DEDUCT (operation_for refused everything else)
         _need(command, "subject", "account_no", "amount", "payee_account")
-        assert command.subject and command.amount
+        assert command.subject is not None
+        assert command.amount is not None
         if payee is None:
             raise InvalidCommand(
                 "DeductFunds needs the court's payee account name and bank name "

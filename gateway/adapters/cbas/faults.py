@@ -70,6 +70,8 @@ def fault_error(
     )
 
 
-def rejection_error(code: str, message: str, *, ticket_id: str, what: str = "cbas") -> RejectedError:
+def rejection_error(
+    code: str, message: str, *, ticket_id: str, what: str = "cbas"
+) -> RejectedError:
     """The error for a ``REJECTED`` ticket: final, whatever the code (CBAS-23, §2)."""
     return RejectedError(f"{what}: ticket {ticket_id} rejected: {code}: {message}", code=code)

@@ -1,4 +1,5 @@
-"""The land registry (RERS v1) adapter: SOAP 1.2, enveloped XML Signature (ECDSA P-256), synchronous.
+"""The land registry (RERS v1) adapter: SOAP 1.2, enveloped XML Signature (ECDSA P-256),
+synchronous answers.
 
 ``adapter`` holds the protocol flow (sign, send, verify, bind the answer to our request),
 ``codec`` the payloads and the registry's WSDL/XSD contract (shipped beside it, unchanged),

@@ -255,9 +255,9 @@ async def test_a_lost_answer_resent_gives_the_same_seal_replayed(registry: Regis
     assert (outcome.status, outcome.rank) == ("WAITLISTED", 2)
 
 
-async def test_a_timeout_then_busy_then_the_replay() -> None:
-    """§1, §6: no answer within our timeout → resend S with a new sentAt; while the original
-    still runs the registry says BUSY; afterwards it answers the recorded seal, replayed."""
+async def test_a_timeout_then_the_resend_is_replayed() -> None:
+    """§1, §6: no answer within our timeout (the fixture's responseDelayMs) → the dispatcher
+    resends S with a new sentAt → the same sealId, replayed=true, one seal in the ledger."""
     server, registry = await serve(fixture(responseDelayMs=800))
     adapter = registry.adapter(timeout=SHORT)
     try:
@@ -267,15 +267,36 @@ async def test_a_timeout_then_busy_then_the_replay() -> None:
         mock = registry.mock
         mock.registry.behaviour = dataclasses.replace(mock.registry.behaviour,
                                                       response_delay_ms=0)
-        with pytest.raises(TransientError) as info:
-            await adapter.execute(call(command))
-        assert (info.value.code, info.value.retry_after) == ("BUSY", 1.0)
-        await asyncio.sleep(0.5)  # the original's answer is held 0.8 s in all
+        await asyncio.sleep(0.4)  # the original is answered (or abandoned) by now
+        registry.clock.advance(20)
         outcome = await adapter.execute(call(command))
         assert isinstance(outcome, ControlOutcome) and outcome.replayed is True
-        assert len(registry.ledger(command.request_id)) == 1
+        assert (outcome.status, outcome.rank) == ("WAITLISTED", 2)
+        (entry,) = registry.ledger(command.request_id)
+        assert entry["sealId"] == outcome.measure_id
     finally:
         await adapter.aclose()
+        await server.close()
+
+
+async def test_a_resend_while_the_original_runs_is_busy() -> None:
+    """README §7: a duplicate arriving while the original is processed gets BUSY (transient,
+    with retryAfterSeconds), and nothing is sealed twice."""
+    server, registry = await serve(fixture(responseDelayMs=600))
+    first, second = registry.adapter(), registry.adapter()
+    try:
+        command = seal(2)
+        original = asyncio.create_task(first.execute(call(command)))
+        await asyncio.sleep(0.2)
+        with pytest.raises(TransientError) as info:
+            await second.execute(call(command))
+        assert (info.value.code, info.value.retry_after) == ("BUSY", 1.0)
+        outcome = await original
+        assert isinstance(outcome, ControlOutcome) and outcome.replayed is False
+        assert len(registry.ledger(command.request_id)) == 1
+    finally:
+        await first.aclose()
+        await second.aclose()
         await server.close()
 
 
@@ -336,11 +357,12 @@ async def test_the_registrys_error_page_is_discarded(registry: Registry) -> None
     assert info.value.code == "not-soap"
 
 
-async def test_a_clock_far_from_the_registrys_is_refused_both_ways(registry: Registry) -> None:
-    """RERS-06 seen from the court: our sentAt 10 minutes off → TIMESTAMP_EXPIRED, which is our
-    security refused (never resent unchanged)."""
+async def test_a_court_clock_far_off_discards_every_answer(registry: Registry) -> None:
+    """RERS-06/07: with our clock 10 minutes off, the registry refuses our sentAt
+    (TIMESTAMP_EXPIRED) and its signed fault's respondedAt is as far off from our clock, so
+    the answer is discarded before it is read: a security event, transient, never obeyed."""
     skewed = adapter_for(registry.url, now=lambda: registry.now() + dt.timedelta(minutes=10))
     registry.adapters.append(skewed)
-    with pytest.raises(RejectedError) as info:
+    with pytest.raises(ResponseVerificationError) as info:
         await skewed.execute(call(inquiry()))
     assert info.value.code == "TIMESTAMP_EXPIRED"

@@ -10,6 +10,7 @@ RERS-18). Tests can tamper with the envelope before signing or with the bytes af
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import datetime
 import hashlib
@@ -42,14 +43,16 @@ if not (KEYS / "rers-court.key.pem").exists():
 EXAMPLES = ROOT / "tests" / "data" / "rers"
 if not (EXAMPLES / "SealProperty.request.xml").exists():
     EXAMPLES = Path("/work/shared/agency-specs/examples/rers")
-FIXTURE_PATH = EXAMPLES / "fixture.json" if (EXAMPLES / "fixture.json").exists() else DEFAULT_FIXTURE
+FIXTURE_PATH = EXAMPLES / "fixture.json"
+if not FIXTURE_PATH.exists():
+    FIXTURE_PATH = DEFAULT_FIXTURE
 
 COURT_KEY = load_private_key(KEYS / "rers-court.key.pem")
 COURT_CERT = load_certificate(KEYS / "rers-court.cert.pem")
 REGISTRY_KEY = load_private_key(KEYS / "rers-registry.key.pem")
 REGISTRY_CERT = load_certificate(KEYS / "rers-registry.cert.pem")
 COURT_SHA = cert_sha256(COURT_CERT)
-XSD = etree.XMLSchema(etree.parse(str(ROOT / "mock_agencies" / "rers" / "land-registry-rers-v1.xsd")))
+XSD = etree.XMLSchema(etree.parse(str(ROOT / "mock_agencies/rers/land-registry-rers-v1.xsd")))
 
 ENV = "http://www.w3.org/2003/05/soap-envelope"
 RERS = "urn:rers:v1"
@@ -339,10 +342,8 @@ class SignedClient:
             reply.envelope, reply.signed = verified.envelope, verified.payload
         except EnvelopedError as exc:
             reply.verify_error = exc
-            try:
+            with contextlib.suppress(etree.XMLSyntaxError):
                 reply.envelope = etree.fromstring(body)
-            except etree.XMLSyntaxError:
-                pass
         if check:
             assert reply.verify_error is None, (reply.verify_error, body[:300])  # RERS-02/03
             assert resp_headers["Content-Type"] == CONTENT_TYPE  # RERS-01
@@ -379,7 +380,7 @@ class SignedClient:
             data = after(data)
         if "content_type" not in kw:  # ICD §1: the action names the operation
             name = f"urn:rers:v1:{operation}" if action == "auto" else action
-            kw["content_type"] = CONTENT_TYPE if name is None else f'{CONTENT_TYPE}; action="{name}"'
+            kw["content_type"] = f'{CONTENT_TYPE}; action="{name}"' if name else CONTENT_TYPE
         return await self.send(data, request_id=members.get("requestId"), **kw)
 
     async def ok(self, operation: str, members: Mapping[str, Any]) -> dict[str, Any]:

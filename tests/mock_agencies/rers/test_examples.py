@@ -14,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from gateway.security.enveloped import EnvelopedVerifier
+from lxml import etree
+
 from gateway.security.certs import cert_sha256
+from gateway.security.enveloped import EnvelopedVerifier
 from mock_agencies.common.clock import ManualClock
 from tests.mock_agencies.rers.client import (
     COURT_CERT,
@@ -35,6 +37,11 @@ _SEAL_ID = "SEAL-20240603-000731"
 
 def _example(name: str) -> bytes:
     return (EXAMPLES / name).read_bytes()
+
+
+def _example_payload(name: str) -> etree._Element:
+    root = etree.fromstring(_example(name))
+    return root.find("{http://www.w3.org/2003/05/soap-envelope}Body")[0]
 
 
 def _unsigned(data: bytes) -> bytes:
@@ -125,10 +132,3 @@ async def test_rers19_example_busy_fault(aiohttp_client) -> None:
     r = await h.client.call("QueryProperties", query(request_id=rid))
     assert r.fault == "BUSY" and r.retry_after == 5
     _assert_example(r, "Fault.busy.xml")
-
-
-def _example_payload(name: str):
-    from lxml import etree
-
-    root = etree.fromstring(_example(name))
-    return root.find("{http://www.w3.org/2003/05/soap-envelope}Body")[0]

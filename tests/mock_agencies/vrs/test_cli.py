@@ -26,7 +26,7 @@ BASE = ["serve", "--agency", "vrs", "--port", "0", "--public-url", "http://vrs.t
         (["serve", "--agency", "vrs", "--port", "0", "--public-url", "http://x"], "--key"),
         (["serve", "--agency", "dmv", "--port", "1", "--key", KEY], "invalid choice"),
         (["serve", "--agency", "cbas", "--port", "1", "--key", KEY], "needs --cert"),
-        (["serve", "--agency", "rers", "--port", "1", "--key", KEY], "not implemented yet"),
+        (["serve", "--agency", "rers", "--port", "1", "--key", KEY], "needs --cert"),
         ([*BASE, "--error-rate-503", "1.5"], "share from 0 to 1"),
         ([*BASE, "--port", "70000"], "TCP port"),
         ([*BASE, "--latency-ms", "5", "--latency-uniform", "1", "2"], "not allowed with"),
