@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,7 +153,7 @@ class _Lane:
         command = _command(item)
 
         async def checkpoint(state: Mapping[str, Any]) -> None:
-            await self.d.store.save_checkpoint(item.work_id, item.lease_token, state)
+            await self.d.checkpoint(item.work_id, item.lease_token, state)
 
         call = AgencyCall(command=command, attempt=attempt_no, resume=item.checkpoint,
                           checkpoint=checkpoint)
@@ -203,8 +203,10 @@ def _command(item: WorkItem) -> Command:
 class Dispatcher:
     """Runs one lane per configured agency until stopped.
 
-    Completions are written in small groups by one flusher task: one transaction records many
-    outcomes, which is what keeps a durable store off the critical path of every agency call.
+    Completions and checkpoints are written in groups by one flusher task (group commit): it
+    writes whatever is queued at once, and what arrives meanwhile goes in the next group, so
+    one transaction records many outcomes under load while a lone completion waits for nothing
+    but its own commit. That is what keeps a durable store off the critical path of every call.
     """
 
     def __init__(
@@ -226,6 +228,8 @@ class Dispatcher:
         self.lanes = {agency_id: _Lane(self, agency_id) for agency_id in registry}
         self.metrics = metrics
         self._pending: list[tuple[Completion, asyncio.Future[None]]] = []
+        self._checkpoints: list[tuple[tuple[int, str, Mapping[str, Any]], asyncio.Future[None]]]
+        self._checkpoints = []
         self._flush_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -261,31 +265,50 @@ class Dispatcher:
         """Queue a completion for the next group write and wait until it is durable."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((completion, fut))
-        if len(self._pending) >= self.config.claim_batch:
-            self._flush_wake.set()
+        self._flush_wake.set()
+        await fut
+
+    async def checkpoint(self, work_id: int, lease_token: str, state: Mapping[str, Any]) -> None:
+        """Queue an adapter's checkpoint for the next group write and wait until it is durable
+        (or ignored: the lease was lost), as ``Store.save_checkpoint`` would."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._checkpoints.append(((work_id, lease_token, state), fut))
+        self._flush_wake.set()
         await fut
 
     async def _flusher(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_wake.wait(), timeout=self.flush_interval)
+            if not self._pending and not self._checkpoints:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush_wake.wait(), timeout=self.flush_interval)
+                self._flush_wake.clear()
+                if not self._pending and not self._checkpoints:
+                    if self.stopping and not any(lane.running for lane in self.lanes.values()):
+                        return
+                    continue
             self._flush_wake.clear()
-            if not self._pending:
-                if self.stopping and not any(lane.running for lane in self.lanes.values()):
-                    return
-                continue
+            # Checkpoints first: a poll waits on each of them, a completion only on itself.
+            checkpoints, self._checkpoints = self._checkpoints, []
+            if checkpoints:
+                await self._write(checkpoints, "checkpoints", self.store.save_checkpoints)
             batch, self._pending = self._pending, []
-            try:
-                await self.store.complete([c for c, _ in batch])
-            except Exception as exc:  # the items keep their leases; they expire and are retried
-                log.exception("recording %d completions failed", len(batch))
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-            else:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
+            if batch:
+                await self._write(batch, "completions", self.store.complete)
+
+    @staticmethod
+    async def _write(group: list[tuple[Any, asyncio.Future[None]]], what: str,
+                     write: Callable[[list[Any]], Awaitable[Any]]) -> None:
+        try:
+            await write([entry for entry, _ in group])
+        except Exception as exc:  # the items keep their leases; they expire and are retried
+            log.exception("recording %d %s failed", len(group), what)
+            for _, fut in group:
+                if not fut.done():
+                    fut.set_exception(exc)
+        else:
+            for _, fut in group:
+                if not fut.done():
+                    fut.set_result(None)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; let calls in flight finish for up to ``grace`` seconds; give the

@@ -258,6 +258,12 @@ class Store(Protocol):
         self, work_id: int, lease_token: str, state: Mapping[str, Any]
     ) -> None: ...
 
+    async def save_checkpoints(
+        self, checkpoints: Sequence[tuple[int, str, Mapping[str, Any]]]
+    ) -> None:
+        """Several (work_id, lease_token, state) checkpoints in one transaction; each applies
+        only while its item is still in flight under that lease, like ``save_checkpoint``."""
+
     async def complete(self, completions: Sequence[Completion]) -> int:
         """Record attempts and outcomes in one transaction; DONE and FAILED also append a result
         row (batches) or set the control outcome. Completions whose lease was lost are ignored.

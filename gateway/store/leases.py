@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, func, insert, select, update
+from sqlalchemy import Select, Table, Text, and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import FromClause
 
@@ -30,6 +30,7 @@ from gateway.store.engine import Database
 from gateway.store.rows import CompletionRows, aware, check_completion, dump, load, row_set, utcnow
 from gateway.store.schema import (
     EPOCH,
+    PK,
     WAITING_ONLY,
     attempts,
     batches,
@@ -105,6 +106,35 @@ class LeaseOps:
                     work.c.lease_token == lease_token,
                 )
                 .values(checkpoint_json=dump(state), updated_at=utcnow())
+            )
+
+    async def save_checkpoints(
+        self, checkpoints: Sequence[tuple[int, str, Mapping[str, Any]]]
+    ) -> None:
+        """Several ``save_checkpoint`` calls as one transaction (the dispatcher groups them):
+        each (work_id, lease_token, state) applies only under its lease, as there."""
+        if not checkpoints:
+            return
+        if len(checkpoints) == 1:
+            await self.save_checkpoint(*checkpoints[0])
+            return
+        latest = {work_id: (token, state) for work_id, token, state in checkpoints}
+        pks = sorted(latest)
+        rs = row_set(
+            self._backend,
+            pk=(PK, pks),
+            token=(Text(), [latest[pk][0] for pk in pks]),
+            state=(Text(), [dump(latest[pk][1]) for pk in pks]),
+        )
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(work)
+                .where(
+                    work.c.pk == rs.c.pk,
+                    work.c.state == WorkState.IN_FLIGHT.value,
+                    work.c.lease_token == rs.c.token,
+                )
+                .values(checkpoint_json=rs.c.state, updated_at=utcnow())
             )
 
     async def complete(self, completions: Sequence[Completion]) -> int:

@@ -8,6 +8,7 @@ and migrations.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -93,8 +94,11 @@ class SqlStore(LeaseOps, DeadLetterOps):
         if self._db.is_open:
             return
         if self._db.backend == "sqlite" and self._db.url.database:
+            path = Path(self._db.url.database)
+            if path.is_dir():
+                raise StoreUnavailableError(f"cannot open the store: {path} is a folder")
             # The default store lives in var/ beside the configuration: create the folder.
-            Path(self._db.url.database).parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
         self._db.open()
         try:
             async with self._db.write() as conn:
@@ -104,6 +108,9 @@ class SqlStore(LeaseOps, DeadLetterOps):
             raise
         except (SQLAlchemyError, OSError) as exc:  # translated once, here, for a one-line error
             await self.close()
+            # SQLAlchemy hands the failed connection's close to aiosqlite's worker thread without
+            # awaiting it; let it finish before the caller's loop may close under it.
+            await asyncio.sleep(0.1)
             raise StoreUnavailableError(
                 f"cannot open the store {self._db.url.render_as_string(hide_password=True)}: "
                 f"{getattr(exc, 'orig', None) or exc}") from exc

@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from lxml import etree
 
 from gateway.adapters import _soap_common as common
 from gateway.adapters.base import AgencyCall, Capabilities
@@ -146,7 +147,7 @@ class RersAdapter:
         )
         self._soap: SoapTransport[VerifiedPayload] = SoapTransport(
             dataclasses.replace(agency, limits=limits), version="1.2",
-            wsdl_path=codec.wsdl_path(), signer=self._signer.sign,
+            wsdl_path=codec.wsdl_path(), signer=self._sign,
             verifier=self._verifier.verify, prefixes={"rers": codec.RERS_NS},
         )
 
@@ -185,6 +186,19 @@ class RersAdapter:
 
     def _what(self, operation: str) -> str:
         return f"{self._agency.id}: {operation}"
+
+    def _sign(self, envelope: etree._Element) -> bytes:
+        """Transport hook, run on every send (RERS-02/03): the enveloped signature.
+
+        It fails only when our certificate has expired since start-up: the registry would
+        refuse every request (CERTIFICATE_UNTRUSTED), so nothing is sent and the command is
+        rejected until an operator installs a new certificate.
+        """
+        try:
+            return self._signer.sign(envelope)
+        except ValueError as exc:
+            raise RejectedError(f"{self._agency.id}: cannot sign: {exc}",
+                                code="signing-certificate") from exc
 
     async def _exchange(
         self, operation: str, payload: Mapping[str, Any], request_id: str

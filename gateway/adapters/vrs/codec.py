@@ -23,6 +23,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from gateway.adapters.vrs import fastcheck
 from gateway.model.serial import to_json
 from gateway.model.types import (
     Action,
@@ -91,8 +92,24 @@ def _validator(schema: str) -> Draft202012Validator:
     )
 
 
+@functools.cache
+def _conforms(schema: str) -> Callable[[Any], bool] | None:
+    """The compiled yes/no check of a schema (``gateway.adapters.vrs.fastcheck``), or None
+    when the schema uses a keyword it does not implement."""
+    try:
+        return fastcheck.compile_schema(
+            openapi_document(), f"#/components/schemas/{schema}",
+            format_checker=_validator(schema).format_checker,
+        )
+    except fastcheck.Unsupported:
+        return None
+
+
 def schema_errors(schema: str, doc: Any) -> list[str]:
     """Every way ``doc`` breaks components/schemas/``schema`` (empty when it conforms)."""
+    conforms = _conforms(schema)
+    if conforms is not None and conforms(doc):
+        return []  # the fast path; jsonschema itself reports on anything that does not conform
     errors = sorted(_validator(schema).iter_errors(doc),
                     key=lambda e: [str(p) for p in e.absolute_path])
     return [f"/{'/'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in errors]

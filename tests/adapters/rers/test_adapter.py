@@ -147,3 +147,17 @@ async def test_commands_the_registry_could_only_refuse_are_rejected_before_sendi
             assert info.value.code == code, command
     finally:
         await adapter.aclose()
+
+
+async def test_a_certificate_expiring_after_start_up_stops_sending() -> None:
+    """Our certificate runs out while the gateway runs: nothing the registry would refuse
+    (CERTIFICATE_UNTRUSTED) is sent; the command is rejected for an operator to act."""
+    moment = [dt.datetime(2034, 12, 31, 23, 0, tzinfo=dt.UTC)]  # the certificates' last day
+    adapter = RersAdapter(agency_config("http://127.0.0.1:9/rers/v1"), now=lambda: moment[0])
+    moment[0] += dt.timedelta(days=2)
+    try:
+        with pytest.raises(RejectedError) as info:
+            await adapter.execute(call(inquiry()))
+        assert info.value.code == "signing-certificate"
+    finally:
+        await adapter.aclose()

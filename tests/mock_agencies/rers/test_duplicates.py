@@ -129,17 +129,17 @@ async def test_rers12_faulted_requests_are_not_recorded(aiohttp_client) -> None:
     assert placed["status"] == "ACTIVE" and "replayed" not in placed
 
 
-async def test_duplicate_while_the_original_runs_is_busy(aiohttp_client) -> None:
+async def test_rers11_busy_while_the_original_is_still_processed(aiohttp_client) -> None:
     """README §7: a duplicate arriving while the original is still processed gets BUSY
     (transient, retryAfterSeconds); once the original has been answered it is replayed."""
     data = fixture()
-    data["behaviour"]["responseDelayMs"] = 300  # holds the original
+    data["behaviour"]["responseDelayMs"] = 200  # holds the original
     data["behaviour"]["retryAfterSeconds"] = 2
     h = await start(aiohttp_client, data)
     rid = new_id()
     members = seal(request_id=rid)
     original = asyncio.ensure_future(h.client.call("SealProperty", members))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.05)
     busy, conflicting = await asyncio.gather(  # each answer is delayed too: send both at once
         h.client.call("SealProperty", members),
         h.client.call("SealProperty", seal(request_id=rid, days=5)),

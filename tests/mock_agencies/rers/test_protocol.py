@@ -18,10 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
-from gateway.security.certs import cert_sha256
+from gateway.security.certs import cert_sha256, load_certificate
 from mock_agencies.common.faults import FaultConfig
 from tests.mock_agencies.rers.client import (
-    CONTENT_TYPE,
     COURT_CERT,
     DS,
     ENV,
@@ -282,9 +281,7 @@ async def test_rers05_certificate_not_listed(aiohttp_client) -> None:
         lambda: make_certificate(days=(-30, -1))[1],  # expired
         lambda: make_certificate(days=(1, 30))[1],  # not yet valid
         lambda: make_certificate(digital_signature=False)[1],
-        lambda: __import__("gateway.security.certs", fromlist=["x"]).load_certificate(
-            KEYS / "cbas-court.cert.pem"
-        ),  # an RSA certificate
+        lambda: load_certificate(KEYS / "cbas-court.cert.pem"),  # an RSA certificate
     ],
     ids=["expired", "not-yet-valid", "no-digitalSignature", "rsa"],
 )
@@ -423,7 +420,3 @@ async def test_rers20_busy_rather_than_late(aiohttp_client) -> None:
     assert not h.ledger and rid not in h.mock.registry.records  # nothing recorded: retry is safe
     h.mock.faults.config = FaultConfig()
     assert (await h.client.call("SealProperty", seal(request_id=rid))).status == 200
-
-
-def test_content_type_constant() -> None:
-    assert CONTENT_TYPE == "application/soap+xml; charset=utf-8"

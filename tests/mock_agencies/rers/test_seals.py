@@ -6,11 +6,9 @@ moving it, never by sleeping.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-
 import pytest
 
-from mock_agencies.common.clock import ManualClock, cst_date
+from mock_agencies.common.clock import ManualClock
 from tests.mock_agencies.rers.client import (
     COMPANY,
     LISI,
@@ -297,7 +295,3 @@ async def test_rers17_unknown_or_not_visible_is_seal_not_found(aiohttp_client) -
         assert r.fault == "SEAL_NOT_FOUND", (op, members["sealId"])
     theirs = await h.client.ok("ReleaseSeal", release("SEAL-FIXTURE-0001", **OTHER))
     assert theirs["status"] == "RELEASED"
-
-
-def test_cst_helper() -> None:
-    assert cst_date(_cst_midnight_after("2024-06-12")) == date(2024, 6, 12) + timedelta(days=1)
