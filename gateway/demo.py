@@ -153,6 +153,31 @@ agency_key = "keys/bank-{n}.cert.pem"
         expected_owners={a["owner"] for a in fixture["accounts"]})
 
 
+def _registry(workdir: Path, keys: Path, people: list[testing.SyntheticSubject]) -> _Agency:
+    court_sha = testing.generate_certificate(keys / "court-rers.key.pem",
+                                             keys / "court-rers.cert.pem",
+                                             "Demo court gateway RERS (TEST)", kind="ec")
+    testing.generate_certificate(keys / "rers-registry.key.pem", keys / "rers-registry.cert.pem",
+                                 "示例市不动产登记中心 RERS (TEST)", kind="ec")
+    fixture = testing.rers_fixture(people, [court_sha], seed=2026)
+    path = workdir / "rers-fixture.json"
+    path.write_text(json.dumps(fixture, ensure_ascii=False, indent=2), encoding="utf-8")
+    port = free_port()
+    return _Agency(
+        id="rers-demo", name="示例市不动产登记中心 (mock)", port=port,
+        serve_args=["--agency", "rers", "--fixture", str(path),
+                    "--key", str(keys / "rers-registry.key.pem"),
+                    "--cert", str(keys / "rers-registry.cert.pem")],
+        config=f"""kind = "real_estate"
+adapter = "rers"
+endpoint = "http://127.0.0.1:{port}/rers/v1"
+signing_key = "keys/court-rers.key.pem"
+signing_cert = "keys/court-rers.cert.pem"
+agency_key = "keys/rers-registry.cert.pem"
+""", probe=f"http://127.0.0.1:{port}/healthz",
+        expected_owners={o["idNumber"] for p in fixture["properties"] for o in p["owners"]})
+
+
 BANK_NAMES = ("示例银行", "示范商业银行", "样例农村信用社")
 
 
@@ -161,6 +186,7 @@ async def run_demo(
     subjects: int = 1000,
     workdir: Path = Path("demo-output"),
     banks: int = 3,
+    land_registry: bool = True,
     rate: int = DEMO_RATE,
     concurrency: int = 100,
     pending_polls: int = 1,
@@ -182,6 +208,8 @@ async def run_demo(
         f"in {workdir}")
     people = testing.subjects(subjects, seed=2026)
     agencies = [_vrs(workdir, keys, people, rate, concurrency, pending_polls)]
+    if land_registry:
+        agencies.append(_registry(workdir, keys, people))
     if banks:
         court_sha = testing.generate_certificate(keys / "court-cbas.key.pem",
                                                  keys / "court-cbas.cert.pem",
@@ -274,7 +302,8 @@ def _summary(batch: dict[str, Any], out: Path, n: int, elapsed: float, subjects:
                 failures[str(error.get("code") or error.get("class"))] += 1
                 continue
             result = line["result"]
-            held = result.get("vehicles", []) + result.get("accounts", [])
+            held = (result.get("vehicles", []) + result.get("accounts", [])
+                    + result.get("properties", []))
             if held:
                 found[line["agency"]].add(result["subject"]["idNumber"])
                 assets[line["agency"]] += len(held)
@@ -286,7 +315,8 @@ def _summary(batch: dict[str, Any], out: Path, n: int, elapsed: float, subjects:
         f"{batch['totals']['failed']} failed)")
     say(f"hits:            {len(subjects_with_assets)} subjects with assets")
     for agency in sorted(expected):
-        kind = "vehicles" if agency.startswith("vrs") else "accounts"
+        kind = ("vehicles" if agency.startswith("vrs") else
+                "properties" if agency.startswith("rers") else "accounts")
         say(f"                 {agency}: {len(found[agency])} subjects, {assets[agency]} {kind}")
     say(f"failures:        {sum(failures.values())}"
         + (f" ({', '.join(f'{k}: {v}' for k, v in failures.items())})" if failures else ""))
@@ -306,9 +336,10 @@ def _summary(batch: dict[str, Any], out: Path, n: int, elapsed: float, subjects:
             "calls_per_second": n / elapsed, "fixture_matches": matches}
 
 
-def _pick_targets(out: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The first found account with money to freeze, and the first found vehicle."""
-    account = vehicle = None
+def _pick_targets(out: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None,
+                                      dict[str, Any] | None]:
+    """The first found account with money to freeze, vehicle and property."""
+    account = vehicle = unit = None
     with out.open(encoding="utf-8") as f:
         for raw in f:
             line = json.loads(raw)
@@ -322,14 +353,18 @@ def _pick_targets(out: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | No
             for v in result.get("vehicles", []):
                 if vehicle is None and v["status"] == "NORMAL":
                     vehicle = {"agency": line["agency"], "subject": result["subject"], **v}
-            if account and vehicle:
+            for p in result.get("properties", []):
+                if unit is None:
+                    unit = {"agency": line["agency"], "subject": result["subject"], **p}
+            if account and vehicle and unit:
                 break
-    return account, vehicle
+    return account, vehicle, unit
 
 
 async def place_measures(client: GatewayClient, out: Path, say: Any = print) -> list[dict[str, Any]]:
-    """Freeze part of one found account and seize one found vehicle, through the API."""
-    account, vehicle = _pick_targets(out)
+    """Freeze part of one found account, seize one found vehicle and seal one found property,
+    through the API."""
+    account, vehicle, unit = _pick_targets(out)
     context = {"court": testing.DEMO_COURT, "caseNo": testing.case_no(
         testing.DEMO_COURT["code"], 900001), "officer": testing.DEMO_OFFICER,
         "documents": {"assistanceNotice": testing.document("notice", 900001),
@@ -348,6 +383,13 @@ async def place_measures(client: GatewayClient, out: Path, say: Any = print) -> 
         requests.append({"requestId": str(uuid.uuid4()), "agency": vehicle["agency"],
                          "action": "vehicle.seize", **context, "subject": vehicle["subject"],
                          "vin": vehicle["vin"], "plate": vehicle["plate"], "days": 730})
+    if unit:
+        # A unit registered only by pre-sale notice can only be pre-sealed (RERS §3).
+        action = ("real_estate.pre_seal" if unit["registrationType"] == "PRE_NOTICE"
+                  else "real_estate.seal")
+        requests.append({"requestId": str(uuid.uuid4()), "agency": unit["agency"],
+                         "action": action, **context, "subject": unit["subject"],
+                         "unitNo": unit["unitNo"], "days": 1095})
     shown: list[dict[str, Any]] = []
     for req in requests:
         await client.control(req)
@@ -368,6 +410,11 @@ async def place_measures(client: GatewayClient, out: Path, say: Any = print) -> 
                 f"{o['requestedAmount']['value']} {o['requestedAmount']['currency']}, frozen "
                 f"{o['frozenAmount']['value']}, {o['status']} rank {o['rank']}"
                 + (f", last day {o['until']}" if o.get("until") else " (waitlisted: no dates)"))
+        elif req["action"].startswith("real_estate."):
+            say(f"  unit {req['unitNo']} of {req['subject']['name']}: "
+                f"{o['status']} rank {o['rank']}"
+                + (f", from {o['effectiveOn']} to {o['until']}" if o.get("until")
+                   else " (waitlisted behind another court's seal: no dates)"))
         else:
             say(f"  vehicle {req['plate']} (VIN {req['vin']}) of {req['subject']['name']}: "
                 f"{o['status']} rank {o['rank']}"

@@ -207,6 +207,16 @@ def mock_cbas(fixture: Mapping[str, Any] | str, signing_key: Any, certificate: A
                       CBAS_KEY, middlewares=middlewares)
 
 
+def mock_rers(fixture: Mapping[str, Any] | str, signing_key: Any, certificate: Any, *,
+              middlewares: tuple[Any, ...] = (), **kwargs: Any
+              ) -> contextlib.AbstractAsyncContextManager[RunningMock]:
+    """The mock land registry on loopback (``state`` is its RersMock; SOAP endpoint ``url``)."""
+    from mock_agencies.rers.server import RERS_KEY, create_app
+
+    return serve_mock(lambda _url: create_app(fixture, signing_key, certificate, **kwargs),
+                      RERS_KEY, middlewares=middlewares)
+
+
 # --- banks (CBAS) ------------------------------------------------------------------------------
 
 
@@ -294,4 +304,66 @@ def cbas_fixture(
         "accounts": accounts,
         "behaviour": {"pendingPolls": pending_polls, "retryAfterSeconds": retry_after_seconds,
                       "inject": []},
+    }
+
+
+# --- land registry (RERS) --------------------------------------------------------------------
+
+
+def unit_no(rng: random.Random) -> str:
+    """A real estate unit number of the RERS pattern ``[0-9]{12}[A-Z]{2}[0-9]{5}[A-Z][0-9]{8}``."""
+    return (f"110105{rng.randint(0, 999999):06d}GB{rng.randint(0, 99999):05d}"
+            f"F{rng.randint(0, 99999999):08d}")
+
+
+def rers_fixture(
+    people: list[SyntheticSubject],
+    caller_certificates: list[str],
+    *,
+    seed: int = 1,
+    hit_ratio: float = 0.2,
+    response_delay_ms: int = 0,
+) -> dict[str, Any]:
+    """A RERS fixture where about ``hit_ratio`` of the subjects own a unit (a few by pre-sale
+    notice, some mortgaged, some already sealed by another court)."""
+    rng = random.Random(seed)
+    properties: list[dict[str, Any]] = []
+    for s in people:
+        if rng.random() >= hit_ratio:
+            continue
+        pre_notice = rng.random() < 0.15
+        area = Decimal(rng.randint(3000, 30000)) / 100
+        registered = (f"{rng.randint(2005, 2025)}-{rng.randint(1, 12):02d}-"
+                      f"{rng.randint(1, 28):02d}")
+        unit: dict[str, Any] = {
+            "unitNo": unit_no(rng),
+            "certificateNo": f"京({registered[:4]})示例区不动产"
+                             f"{'证明' if pre_notice else '权'}第{rng.randint(1, 9999999):07d}号",
+            "registrationType": "PRE_NOTICE" if pre_notice else "OWNERSHIP",
+            "location": f"示例市示例区示例路{rng.randint(1, 300)}号{rng.randint(1, 30)}号楼"
+                        f"{rng.randint(1, 30)}{rng.randint(1, 4):02d}",
+            "areaSqm": f"{area:.2f}",
+            "use": rng.choice(["RESIDENTIAL", "RESIDENTIAL", "COMMERCIAL", "OFFICE"]),
+            "ownershipType": "SOLE", "registeredOn": registered,
+            "owners": [{"idNumber": s.id_number, "share": "1.0000"}],
+            "mortgages": [], "seals": [],
+        }
+        if not pre_notice and rng.random() < 0.4:
+            unit["mortgages"].append({
+                "rank": 1, "mortgagee": "示例银行示例支行",
+                "securedAmount": f"{Decimal(rng.randint(100000, 3000000)):.2f}",
+                "currency": "CNY", "registeredOn": registered})
+        if not pre_notice and rng.random() < 0.1:
+            unit["seals"].append({
+                "sealId": f"SEAL-FX-{len(properties):06d}",
+                "authority": {"name": "示例新区人民法院", "courtCode": "310115"},
+                "caseNo": "(2025)沪0115执321号", "mode": "SEAL", "status": "ACTIVE",
+                "effectiveOn": "today-100", "sealedUntil": "today+900"})
+        properties.append(unit)
+    return {
+        "fixtureVersion": 1, "agency": "RERS", "agencyName": "示例市不动产登记中心",
+        "callers": [{"certificateSha256": c, "courts": ["*"]} for c in caller_certificates],
+        "subjects": [s.wire() for s in people],
+        "properties": properties,
+        "behaviour": {"responseDelayMs": response_delay_ms, "inject": []},
     }
