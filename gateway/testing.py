@@ -14,9 +14,9 @@ import random
 import socket
 import string
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.model.rules import check_character_resident, check_character_uscc, court_designator

@@ -1,7 +1,8 @@
-"""Crash safety across agencies: the gateway, a separate process, is killed with SIGKILL at random
-moments while it works on inquiries and control requests; after the last restart everything
-completes, no result is recorded twice, nothing accepted is lost, and the mocks' ledgers show
-every freeze, deduction and seizure applied exactly once, matching the gateway's own records.
+"""Crash safety across all three agency protocols: the gateway, a separate process, is killed with
+SIGKILL at random moments while it works on inquiries and control requests to the vehicle
+registry, a bank and the land registry; after the last restart everything completes, no result
+is recorded twice, nothing accepted is lost, and the mocks' ledgers show every freeze, deduction,
+seizure and seal applied exactly once, matching the gateway's own records.
 
 Short by default (part of ``make test``); longer by hand, for example:
     CRASH_KILLS=20 CRASH_SUBJECTS=400 CRASH_CONTROLS=300 .venv/bin/pytest -s tests/test_crash.py
@@ -39,7 +40,7 @@ CONTEXT = {"court": testing.DEMO_COURT, "caseNo": "(2026)京0105执4242号",
                          "ruling": testing.document("ruling", 4242)}}
 
 
-def _config(tmp_path: Path, port: int, vrs_url: str, bank_url: str) -> Path:
+def _config(tmp_path: Path, port: int, vrs_url: str, bank_url: str, rers_url: str) -> Path:
     cfg = tmp_path / "gateway.toml"
     cfg.write_text(f"""
 [gateway]
@@ -84,18 +85,40 @@ max_attempts = 10
 [agencies.options]
 payee_account_name = "示例区人民法院"
 payee_bank_name = "示例银行示例支行"
+
+[[agencies]]
+id = "land"
+kind = "real_estate"
+adapter = "rers"
+endpoint = "{rers_url}/rers/v1"
+signing_key = "{KEYS / 'rers-court.key.pem'}"
+signing_cert = "{KEYS / 'rers-court.cert.pem'}"
+agency_key = "{KEYS / 'rers-registry.cert.pem'}"
+[agencies.limits]
+concurrency = 16
+rate_per_second = 1000
+backoff_initial = 0.1
+max_attempts = 10
 """, encoding="utf-8")
     return cfg
 
 
 def _controls(rng: random.Random, vrs_fx: dict[str, Any], bank_fx: dict[str, Any],
-              people: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
-    """Freezes, deductions and seizures on assets the fixtures hold."""
+              rers_fx: dict[str, Any], people: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """Freezes, deductions, seizures and seals on assets the fixtures hold."""
     accounts = [a for a in bank_fx["accounts"] if a["status"] != "CLOSED"]
     out: list[dict[str, Any]] = []
     for n in range(CONTROLS):
         base = {"requestId": str(uuid.uuid4()), **CONTEXT}
-        pick = n % 3
+        pick = n % 4
+        if pick == 3 and rers_fx["properties"]:
+            p = rng.choice(rers_fx["properties"])
+            action = ("real_estate.pre_seal" if p["registrationType"] == "PRE_NOTICE"
+                      else "real_estate.seal")
+            out.append({**base, "agency": "land", "action": action,
+                        "subject": people[p["owners"][0]["idNumber"]], "unitNo": p["unitNo"],
+                        "days": 1095})
+            continue
         if pick == 0 and vrs_fx["vehicles"]:
             v = rng.choice(vrs_fx["vehicles"])
             out.append({**base, "agency": "vrs", "action": "vehicle.seize",
@@ -115,7 +138,8 @@ def _controls(rng: random.Random, vrs_fx: dict[str, Any], bank_fx: dict[str, Any
 
 
 _EVENTS = {"vehicle.seize": ("created",), "bank.freeze": ("placed", "waitlisted"),
-           "bank.deduct": ("deducted",)}
+           "bank.deduct": ("deducted",), "real_estate.seal": ("sealed", "waitlisted"),
+           "real_estate.pre_seal": ("sealed", "waitlisted")}
 
 
 async def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path: Path) -> None:
@@ -128,15 +152,19 @@ async def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path: Pat
             KEYS / "vrs-court.jwk.json")), "courts": ["110105"]}], seed=SEED, hit_ratio=0.5)
     bank_fx = testing.cbas_fixture(subjects, [cert_sha256(load_certificate(
         KEYS / "cbas-court.cert.pem"))], seed=SEED, hit_ratio=0.5)
-    controls = _controls(rng, vrs_fx, bank_fx, people)
+    rers_fx = testing.rers_fixture(subjects, [cert_sha256(load_certificate(
+        KEYS / "rers-court.cert.pem"))], seed=SEED, hit_ratio=0.5)
+    controls = _controls(rng, vrs_fx, bank_fx, rers_fx, people)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "gateway.log"
     kills = 0
     async with testing.mock_vrs(vrs_fx, KEYS / "vrs-agency.jwk.json", rate_limit=5000) as vrs, \
             testing.mock_cbas(bank_fx, KEYS / "cbas-bank.key.pem", KEYS / "cbas-bank.cert.pem",
-                              rate_limit=5000) as bank:
-        cfg = _config(tmp_path, port, vrs.url, bank.url)
+                              rate_limit=5000) as bank, \
+            testing.mock_rers(rers_fx, KEYS / "rers-registry.key.pem",
+                              KEYS / "rers-registry.cert.pem", rate_limit=5000) as land:
+        cfg = _config(tmp_path, port, vrs.url, bank.url, land.url)
         proc = await start_gateway_process(cfg, log)
         await wait_ready(url, proc, log)
         async with GatewayClient(url, TOKEN) as client:
@@ -166,33 +194,35 @@ async def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path: Pat
         finally:
             proc.send_signal(signal.SIGTERM)
             await proc.wait()
-        vrs_ledger = vrs.state.registry.ledger_entries()
-        bank_ledger = bank.state.bank.ledger_entries()
+        ledgers = {"vrs": vrs.state.registry.ledger_entries(),
+                   "bank": bank.state.bank.ledger_entries(),
+                   "land": land.state.ledger_entries()}
         queries = len(vrs.state.registry.queries)
 
     # Every (subject, agency) recorded once; nothing accepted is missing.
     keys = Counter((r["itemSeq"], r["agency"]) for r in results)
     duplicates = sum(n - 1 for n in keys.values() if n > 1)
-    lost = SUBJECTS * 2 - len(keys) + sum(1 for s in states if s["state"] not in ("done", "failed"))
-    applied = Counter(e.get("requestId") for e in vrs_ledger + bank_ledger
-                      if e["event"] in ("created", "placed", "waitlisted", "deducted"))
+    lost = SUBJECTS * 3 - len(keys) + sum(1 for s in states if s["state"] not in ("done", "failed"))
+    applied = Counter(e.get("requestId") for ledger in ledgers.values() for e in ledger
+                      if e["event"] in ("created", "placed", "waitlisted", "deducted", "sealed"))
     twice = [rid for rid, n in applied.items() if n > 1]
-    print(f"\ncrash test: {kills} SIGKILLs, {SUBJECTS} subjects x 2 agencies, "
+    print(f"\ncrash test: {kills} SIGKILLs, {SUBJECTS} subjects x 3 agencies, "
           f"{len(controls)} control requests; results {len(results)}, duplicates {duplicates}, "
           f"lost {lost}, measures applied twice {len(twice)}, "
           f"control outcomes {Counter(s['state'] for s in states)}")
     assert kills == KILLS
     assert duplicates == 0 and lost == 0 and not twice
-    assert batch["totals"]["pending"] == 0 and batch["totals"]["done"] == SUBJECTS * 2
+    assert batch["totals"]["pending"] == 0 and batch["totals"]["done"] == SUBJECTS * 3
     assert queries == SUBJECTS  # resent queries kept their Idempotency-Key
     for request, st in zip(controls, states, strict=True):
-        entries = [e for e in (vrs_ledger if request["agency"] == "vrs" else bank_ledger)
+        entries = [e for e in ledgers[request["agency"]]
                    if e.get("requestId") == request["requestId"]
                    and e["event"] in _EVENTS[request["action"]]]
         if st["state"] == "done":
             # Applied exactly once, and the gateway's record names what the agency did.
             assert len(entries) == 1, (request["action"], st)
-            measure = entries[0].get("seizureId") or entries[0].get("freezeId")
+            measure = (entries[0].get("seizureId") or entries[0].get("freezeId")
+                       or entries[0].get("sealId"))
             if request["action"] != "bank.deduct" or measure:
                 assert st["outcome"].get("measureId") == measure
         else:  # rejected by the agency (closed account, no funds): applied never
