@@ -117,6 +117,13 @@ class Relay:
 
 
 def serve(args: argparse.Namespace) -> None:
+    if not args.asyncio_loop:
+        try:  # the same event loop as `gateway serve`: uvloop when installed
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        except ImportError:
+            pass
     relay = Relay(args.upstream, args.concurrency)
     app = web.Application(client_max_size=1 << 30)
     app.on_startup.append(relay.start)
@@ -166,6 +173,7 @@ def main() -> int:
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--upstream", required=True, help="the registry's base URL")
     s.add_argument("--concurrency", type=int, required=True)
+    s.add_argument("--asyncio-loop", action="store_true", help="asyncio's loop even with uvloop")
     args = p.parse_args()
     serve(args)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping
 from decimal import Decimal
@@ -31,6 +32,14 @@ def camel_case(name: str) -> str:
     """``credential_no`` → ``credentialNo``: canonical field names to wire member names."""
     head, *rest = name.split("_")
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+@functools.cache
+def _plan(cls: type) -> tuple[tuple[str, str, bool], ...]:
+    """(attribute, wire member, spliced into the parent?) of each field of a dataclass, worked
+    out once per class: ``to_json`` runs for every command sent and every outcome stored."""
+    return tuple((f.name, camel_case(f.name), f.name in _FLATTEN)
+                 for f in dataclasses.fields(cls))
 
 
 def _decimal(d: Decimal) -> str:
@@ -77,14 +86,14 @@ def to_json(obj: Any) -> Any:
         return {"value": format_money(obj.amount), "currency": obj.currency}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
+        for name, member, flatten in _plan(type(obj)):
+            value = getattr(obj, name)
             if value is None:
                 continue
-            if f.name in _FLATTEN and dataclasses.is_dataclass(value):
+            if flatten and dataclasses.is_dataclass(value):
                 out.update(to_json(value))
             else:
-                out[camel_case(f.name)] = to_json(value)
+                out[member] = to_json(value)
         return out
     if isinstance(obj, Mapping):
         if not all(isinstance(k, str) for k in obj):

@@ -201,6 +201,8 @@ class RestTransport:
                         f"{self._agency_id}: response of {declared} bytes exceeds the limit",
                         code="response-too-large",
                     )
+                if declared is not None:  # within the limit, and the parser reads no more
+                    return RestResponse(resp.status, resp.headers, await resp.read(), sent[-1])
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in resp.content.iter_chunked(64 * 1024):

@@ -28,7 +28,7 @@ from http_sfv.integer import ser_integer
 from http_sfv.item import InnerList, Item
 from http_sfv.string import ser_string
 
-from gateway.security.digest import check_content_digest, parse_dictionary
+from gateway.security.digest import UniqueKeyDictionary, check_content_digest, parse_dictionary
 from gateway.security.keys import jwk_thumbprint
 
 LABEL: Final = "sig1"
@@ -377,13 +377,21 @@ def _invalid(message: str) -> SignatureCheckError:
     return SignatureCheckError("signature-invalid", message)
 
 
+@functools.lru_cache(maxsize=1024)
+def _parse_input(input_text: str) -> UniqueKeyDictionary:
+    """``parse_dictionary`` of a Signature-Input value, remembered: a signer's values repeat for
+    every message it signs within the same second, and ``_parse`` only reads the result (never
+    mutate it). Parse errors are not cached: they raise again each time."""
+    return parse_dictionary(input_text)
+
+
 def _parse(found: Mapping[str, str], profile: _Profile, other: _Profile | None) -> _Parsed:
     """Check 1 of VRS §5 (VRS-05): everything about the two fields short of cryptography."""
     input_text, signature_field = found.get("signature-input"), found.get("signature")
     if input_text is None or signature_field is None:
         raise _invalid("Signature and Signature-Input are both required")
     try:
-        inputs, signatures = parse_dictionary(input_text), parse_dictionary(signature_field)
+        inputs, signatures = _parse_input(input_text), parse_dictionary(signature_field)
     except ValueError as exc:
         raise _invalid(f"Signature or Signature-Input is not a Dictionary: {exc}") from None
     if list(inputs) != [LABEL] or list(signatures) != [LABEL]:

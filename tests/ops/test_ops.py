@@ -34,7 +34,9 @@ async def test_corrupted_signatures_are_security_events_and_metrics(tmp_path: Pa
             "id": "vrs", "kind": "vehicle", "adapter": "vrs", "endpoint": vrs.url,
             "signing_key": str(COURT_KEY), "agency_key": str(AGENCY_KEY),
             "limits": {"concurrency": 20, "rate_per_second": 1000, "backoff_initial": 0.05,
-                       "max_attempts": 20},
+                       "max_attempts": 20,
+                       # Bad signatures do trip the breaker; this test is about the events.
+                       "breaker_failures": 1000},
         }], ops_port=0)
         async with running_gateway(config) as gw, GatewayClient(gw.url, TOKEN) as client:
             await client.submit({"batchId": "ops-1", "court": testing.DEMO_COURT,

@@ -22,6 +22,8 @@ an inquiry is the protocol's own flow, checkpointed so a later attempt resumes p
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -46,7 +48,7 @@ from gateway.model.types import (
     InquiryResult,
     Outcome,
 )
-from gateway.protocols.rest import OutgoingRequest, RestResponse, RestTransport
+from gateway.protocols.rest import OutgoingRequest, RestResponse, RestTransport, SentRequest
 from gateway.security.digest import content_digest
 from gateway.security.httpsig import (
     SignatureCheckError,
@@ -358,7 +360,7 @@ class VrsAdapter:
                 resp.status, resp.headers, resp.body,
                 request_method=sent.method,
                 request_target_uri=target_uri(self._endpoint, sent.path_and_query),
-                request_signature=request_signature_member(sent.headers),
+                request_signature=_sent_signature_member(sent),
             )
         except SignatureCheckError as exc:
             raise ResponseVerificationError(
@@ -377,6 +379,24 @@ class VrsAdapter:
             raise problems.invalid_response_error(
                 resp.status, str(exc), self._what(op), applied=op.method != "GET"
             ) from exc
+
+
+def _sent_signature_member(sent: SentRequest) -> str | None:
+    """``request_signature_member`` of a request we signed: our Signer writes one
+    ``sig1=:<base64>:``, whose member is the text after ``sig1=`` when the base64 is canonical.
+    Anything else goes through the RFC 8941 parser."""
+    values = sent.headers.getall("Signature", ())
+    if len(values) == 1:
+        value = values[0].strip(" \t")
+        if len(value) > 7 and value.startswith("sig1=:") and value.endswith(":"):
+            text = value[6:-1]
+            try:
+                canonical = base64.b64encode(base64.b64decode(text, validate=True)) == text.encode()
+            except (binascii.Error, ValueError):
+                canonical = False
+            if canonical:
+                return value[5:]
+    return request_signature_member(sent.headers)
 
 
 def _media_type(resp: RestResponse) -> str:

@@ -90,8 +90,14 @@ class _Compiler:
             self.named[ref] = lambda instance: slot[0](instance)
             slot.append(self.compile(node))
             self.named[ref] = slot[0]
+        resolved: list[Check] = []
         named = self.named
-        return lambda instance: named[ref](instance)
+
+        def by_ref(instance: Any) -> bool:
+            if not resolved:  # resolved at first use: the target may still be compiling now
+                resolved.append(named[ref])
+            return resolved[0](instance)
+        return by_ref
 
     def compile(self, schema: Any) -> Check:
         if schema is True:
@@ -110,7 +116,13 @@ class _Compiler:
         if len(checks) == 1:
             return checks[0]
         conjunction = tuple(checks)
-        return lambda instance: all(c(instance) for c in conjunction)
+
+        def every(instance: Any) -> bool:
+            for check in conjunction:
+                if not check(instance):
+                    return False
+            return True
+        return every
 
     def keyword(self, key: str, value: Any, schema: Mapping[str, Any]) -> Check:
         if key == "$ref":
@@ -126,19 +138,20 @@ class _Compiler:
             def properties(instance: Any) -> bool:
                 if not isinstance(instance, dict):
                     return True
-                return all(check(instance[name]) for name, check in props if name in instance)
+                for name, check in props:
+                    if name in instance and not check(instance[name]):
+                        return False
+                return True
             return properties
         if key == "required":
-            names = tuple(value)
-            return lambda instance: (not isinstance(instance, dict)
-                                     or all(n in instance for n in names))
+            names = frozenset(value)
+            return lambda instance: not isinstance(instance, dict) or names <= instance.keys()
         if key == "additionalProperties":
             if "patternProperties" in schema:
                 raise Unsupported("additionalProperties with patternProperties")
             known = frozenset(schema.get("properties", {}))
             if value is False:
-                return lambda instance: (not isinstance(instance, dict)
-                                         or all(k in known for k in instance))
+                return lambda instance: not isinstance(instance, dict) or instance.keys() <= known
             extra = self.compile(value)
             return lambda instance: (not isinstance(instance, dict) or all(
                 extra(v) for k, v in instance.items() if k not in known))
