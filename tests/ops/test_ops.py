@@ -42,6 +42,7 @@ async def test_corrupted_signatures_are_security_events_and_metrics(tmp_path: Pa
             await client.submit({"batchId": "ops-1", "court": testing.DEMO_COURT,
                                  "officer": testing.DEMO_OFFICER}, testing.inquiry_items(people))
             batch = await wait_done(client, "ops-1", timeout=90)
+            results = [r async for r in client.results("ops-1")]
             async with aiohttp.ClientSession() as s:
                 ops = f"http://127.0.0.1:{gw.ops_port}"
                 async with s.get(f"{ops}/security-events?limit=1000") as r:
@@ -51,8 +52,14 @@ async def test_corrupted_signatures_are_security_events_and_metrics(tmp_path: Pa
                     metrics = await r.text()
                 async with s.get(f"{gw.url}/metrics") as r:
                     assert r.status == 404  # not on the callers' port
-    # Corrupted answers were discarded and resent; every subject still completed.
+    # Corrupted answers were discarded and resent; every subject still completed, and what was
+    # recorded is exactly what the registry holds: no corrupted answer was used.
     assert batch["totals"] == {"pending": 0, "done": 20, "failed": 0}
+    held: dict[str, set[str]] = {}
+    for v in fixture["vehicles"]:
+        held.setdefault(v["owner"], set()).add(v["vin"])
+    assert {r["result"]["subject"]["idNumber"]: {v["vin"] for v in r["result"]["vehicles"]}
+            for r in results} == {s.id_number: held.get(s.id_number, set()) for s in people}
     assert events and {e["kind"] for e in events} == {"response-verification-failed"}
     assert all(e["agency"] == "vrs" for e in events)
     line = next(x for x in metrics.splitlines() if x.startswith(
