@@ -80,7 +80,8 @@ def rers_available() -> bool:
     """Whether the land registry can take part: its mock serves and the demo can set it up."""
     from mock_agencies import cli
 
-    return "rers" in getattr(cli, "IMPLEMENTED", ()) and hasattr(demo, "_rers")
+    implemented = getattr(cli, "IMPLEMENTED", getattr(cli, "AGENCIES", ()))
+    return "rers" in implemented and hasattr(demo, "_registry")
 
 
 def agencies_for(kinds: Sequence[str], workdir: Path, people: list[testing.SyntheticSubject],
@@ -101,7 +102,7 @@ def agencies_for(kinds: Sequence[str], workdir: Path, people: list[testing.Synth
             out.append(demo._bank(1, demo.BANK_NAMES[0], workdir, keys, people, court_sha,
                                   pending_polls))
         elif kind == "rers":
-            out.append(demo._rers(workdir, keys, people, pending_polls))  # type: ignore[attr-defined]
+            out.append(demo._registry(workdir, keys, people))
         else:
             raise ValueError(kind)
     return out

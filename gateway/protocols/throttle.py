@@ -33,6 +33,7 @@ class TokenBucket:
         self._sleep = sleep
         self._updated = clock()
         self._lock = asyncio.Lock()
+        self._queued = 0  # callers on the slow path: waiting for the lock, or holding it
         self.waited = 0.0  # total seconds callers spent waiting: an operator's "throttled" figure
 
     def _refill(self) -> None:
@@ -41,12 +42,23 @@ class TokenBucket:
         self._updated = now
 
     async def acquire(self) -> None:
-        async with self._lock:  # FIFO: asyncio.Lock wakes waiters in arrival order
+        if not self._queued:
+            # Nobody is waiting, so taking a token that is there now jumps no queue.
             self._refill()
-            # The tolerance keeps float rounding (0.999...) from turning into endless tiny sleeps.
-            while self._tokens < 1.0 - 1e-9:
-                delay = (1.0 - self._tokens) / self.rate
-                self.waited += delay
-                await self._sleep(delay)
+            if self._tokens >= 1.0 - 1e-9:
+                self._tokens = max(0.0, self._tokens - 1.0)
+                return
+        self._queued += 1
+        try:
+            async with self._lock:  # FIFO: asyncio.Lock wakes waiters in arrival order
                 self._refill()
-            self._tokens = max(0.0, self._tokens - 1.0)
+                # The tolerance keeps float rounding (0.999...) from turning into endless tiny
+                # sleeps.
+                while self._tokens < 1.0 - 1e-9:
+                    delay = (1.0 - self._tokens) / self.rate
+                    self.waited += delay
+                    await self._sleep(delay)
+                    self._refill()
+                self._tokens = max(0.0, self._tokens - 1.0)
+        finally:
+            self._queued -= 1

@@ -14,10 +14,12 @@ court-signed request POSTed to it) and the court adapter (``tests/adapters/cbas/
 test_attack_corpus.py``: a bank-signed answer served to it).
 
 Other protocols add their own table with :func:`register`. The parser attacks are protocol-
-neutral (:func:`parser_attacks`); the signature attacks are per profile. For RERS (SOAP 1.2,
-enveloped ECDSA, ``ds:Signature`` the last child of the payload, ``URI=""``) that means a new
-``Corpus("rers", ...)`` with its own builders, its code list, and a ``signature_math_valid``
-that takes the key from ``ds:KeyInfo/ds:X509Data``; nothing here needs to change.
+neutral (:func:`parser_attacks`); the signature attacks are per profile. Issue 5 adds RERS
+(SOAP 1.2, enveloped ECDSA, ``ds:Signature`` the last child of the payload, ``URI=""``):
+``Corpus("rers", ...)`` with its own builders (:func:`resign_rers`), the same parser attacks,
+and :func:`enveloped_signature_math_valid`, which takes the key from ``ds:KeyInfo/ds:X509Data``.
+It drives the mock land registry (``tests/mock_agencies/rers/test_attack_corpus.py``) and the
+RersAdapter (``tests/adapters/rers/test_attack_corpus.py``) the same way.
 """
 
 from __future__ import annotations
@@ -44,13 +46,19 @@ from typing import Final, Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
 from gateway.security.certs import SigningKey, certificate_from_der
+from gateway.security.enveloped import RERS_NS, SOAP12_NS, find_payload, raw_rs
 from gateway.security.wssec import WSSE_NS, WSU_NS, format_utc
 from gateway.security.xmldsig import (
+    ENVELOPED,
+    EXC_C14N,
     SecurityCode,
     SignatureMismatch,
+    children,
     ds,
     sign_signature,
     verify_signature,
@@ -64,18 +72,22 @@ __all__ = [
     "CBAS_CORPUS",
     "CORPORA",
     "MEMORY_LIMIT",
+    "RERS_CORPUS",
+    "RERS_EVIL",
     "Attack",
     "Canary",
     "Corpus",
     "Material",
     "MemoryUse",
     "attacks",
+    "foreign_ec_pair",
     "foreign_pair",
     "memory_probe",
     "parser_attacks",
     "passwd_markers",
     "register",
     "resign",
+    "resign_rers",
     "signature_math_valid",
 ]
 
@@ -522,6 +534,426 @@ CBAS_CORPUS: Final = register(Corpus("cbas", (
            "CBAS-02", math_valid=True),
     *parser_attacks("SCHEMA_INVALID", _DTD_REFUSED, "CBAS-08"),
 ), wssec_signature_math_valid))
+
+
+# -- RERS (land registry ICD §4): enveloped ECDSA over the whole SOAP 1.2 envelope -------------
+#
+# One ds:Signature, the last child of the payload (env:Body's one child, or rers:FaultDetail in
+# a fault), one Reference URI="" with enveloped-signature then exclusive c14n. The digest covers
+# the whole envelope minus the signature, so every structural change breaks it: each attack that
+# needs a signature is signed again, validly, by the key its KeyInfo names (:func:`resign_rers`),
+# and only the profile's rules are left to refuse it. The same builders work on a request (court
+# key, ``sentAt``) and on an answer or a fault (registry key, ``respondedAt``).
+
+ECDSA_SHA1: Final = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1"
+XPATH_FILTER: Final = "http://www.w3.org/TR/1999/REC-xpath-19991116"
+_X509_CERTIFICATE: Final = f"{ds('KeyInfo')}/{ds('X509Data')}/{ds('X509Certificate')}"
+# What an attacker changes in a payload it substitutes. Every RERS message the corpus is built
+# from has at least one: SealProperty (unitNo, sealDays, idNumber), QueryProperties (idNumber),
+# their answers (sealId, unitNo, idNumber) and a fault (message).
+RERS_TAMPER: Final = {
+    "unitNo": "110105003002GB00012F00099999",
+    "sealId": "SEAL-EVIL",
+    "sealDays": "9999",
+    "idNumber": "110105199003079999",
+    "message": "EVIL: forged by the attacker",
+}
+RERS_EVIL: Final = ("SEAL-EVIL", "F00099999", "079999", "EVIL: forged")  # never to be seen used
+
+
+@cache
+def foreign_ec_pair() -> tuple[SigningKey, x509.Certificate]:
+    """A valid, digitalSignature, EC P-256 self-signed certificate that no party lists: fit for
+    RERS in every respect but trust."""
+    return make_cert(ec.generate_private_key(ec.SECP256R1()), name="Foreign P-256 signer (TEST)")
+
+
+def _der_b64(cert: x509.Certificate) -> str:
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
+
+
+def _soap12(name: str) -> str:
+    return f"{{{SOAP12_NS}}}{name}"
+
+
+def _rers_payload(root: etree._Element) -> etree._Element:
+    """The element the signature sits in, in the untouched layout (``find_payload``)."""
+    return find_payload(root)
+
+
+def _rers_signature(root: etree._Element) -> etree._Element:
+    signature = _rers_payload(root)[-1]
+    assert signature.tag == ds("Signature"), "the signature is not the payload's last child"
+    return signature
+
+
+def _rers_signed_info(root: etree._Element) -> etree._Element:
+    return _one(_rers_signature(root), ds("SignedInfo"))
+
+
+def _rers_header(root: etree._Element) -> etree._Element:
+    """The env:Header, added before the Body if the message has none."""
+    header = root.find(_soap12("Header"))
+    if header is None:
+        header = etree.Element(_soap12("Header"))
+        root.insert(0, header)
+    return header
+
+
+def _rers_tamper(element: etree._Element) -> None:
+    """Change what RERS_TAMPER names inside ``element``, in place; at least one thing must."""
+    changed = 0
+    for leaf in _leaves(element):
+        new = RERS_TAMPER.get(_local(leaf))
+        if new is not None and leaf.text != new:
+            leaf.text = new
+            changed += 1
+    assert changed, "the message has nothing an attacker would substitute"
+
+
+def _unsigned_evil(element: etree._Element) -> etree._Element:
+    """An unsigned copy of ``element`` with different content."""
+    evil = copy.deepcopy(element)
+    for signature in list(evil.iter(ds("Signature"))):
+        parent = signature.getparent()
+        assert parent is not None
+        parent.remove(signature)
+    _rers_tamper(evil)
+    return evil
+
+
+def _body_child(root: etree._Element) -> etree._Element:
+    """The env:Body's one child: the operation element, or env:Fault."""
+    (child,) = children(_one(root, _soap12("Body")))
+    return child
+
+
+def resign_rers(
+    root: etree._Element,
+    key: SigningKey,
+    *,
+    signature: etree._Element | None = None,
+    ids: tuple[tuple[etree._Element, str, str | None], ...] = (),
+) -> bytes:
+    """Compute the digest and ``SignatureValue`` of ``signature`` (default: the only one) again.
+
+    libxmlsec1 through the project's wrapper, with no algorithm restriction, wherever the
+    signature now sits: ``URI=""`` with the enveloped transform digests the whole document minus
+    that signature. The value is libxmlsec1's, the 64-byte r || s of P-256.
+    """
+    if signature is None:
+        (signature,) = root.iter(ds("Signature"))
+    sign_signature(signature, xmlsec_private_key(key), ids=ids)
+    return _bytes(root)
+
+
+def rers_second_payload_after(data: bytes, m: Material) -> bytes:
+    """env:Body holds the signed payload and, after it, an unsigned one of the attacker's."""
+    root = _tree(data)
+    signed = _body_child(root)
+    signed.addnext(_unsigned_evil(signed))
+    return resign_rers(root, m.key)
+
+
+def rers_second_payload_before(data: bytes, m: Material) -> bytes:
+    """The reverse: the attacker's payload first (what a reader of ``Body[0]`` takes), then the
+    signed one."""
+    root = _tree(data)
+    signed = _body_child(root)
+    signed.addprevious(_unsigned_evil(signed))
+    return resign_rers(root, m.key)
+
+
+def rers_second_body(data: bytes, m: Material) -> bytes:
+    """A second env:Body, the attacker's, after the signed one."""
+    root = _tree(data)
+    body = _one(root, _soap12("Body"))
+    evil = etree.Element(_soap12("Body"))
+    evil.append(_unsigned_evil(_body_child(root)))
+    body.addnext(evil)
+    return resign_rers(root, m.key)
+
+
+def rers_signature_in_header(data: bytes, m: Material) -> bytes:
+    """The payload replaced (changed), its signature moved into env:Header."""
+    root = _tree(data)
+    signature = _rers_signature(root)
+    _rers_tamper(_rers_payload(root))
+    _rers_header(root).append(signature)
+    return resign_rers(root, m.key)
+
+
+def rers_signature_in_wrapper(data: bytes, m: Material) -> bytes:
+    """The payload replaced (changed), its signature moved into a wrapper element of the
+    attacker's, which is now the payload's last child."""
+    root = _tree(data)
+    payload = _rers_payload(root)
+    signature = _rers_signature(root)
+    _rers_tamper(payload)
+    wrapper = etree.SubElement(payload, f"{{{ATTACKER_NS}}}Wrapper")
+    wrapper.append(signature)
+    return resign_rers(root, m.key)
+
+
+def rers_payload_in_header_wrapper(data: bytes, m: Material) -> bytes:
+    """Classic wrapping: the signed payload, its signature still its last child, moved under an
+    env:Header wrapper; an unsigned, changed payload takes its place in env:Body."""
+    root = _tree(data)
+    signed = _body_child(root)
+    evil = _unsigned_evil(signed)
+    signed.addprevious(evil)
+    etree.SubElement(_rers_header(root), f"{{{ATTACKER_NS}}}Wrapper").append(signed)  # moves it
+    return resign_rers(root, m.key)
+
+
+def rers_duplicated_signature(data: bytes, m: Material) -> bytes:
+    """A copy of the signature before it in the payload; the last one is signed again, validly."""
+    root = _tree(data)
+    signature = _rers_signature(root)
+    signature.addprevious(copy.deepcopy(signature))
+    return resign_rers(root, m.key, signature=signature)
+
+
+def rers_signature_not_last(data: bytes, m: Material) -> bytes:
+    """The signature moved to the payload's first child, signed again there."""
+    root = _tree(data)
+    payload = _rers_payload(root)
+    payload.insert(0, _rers_signature(root))
+    return resign_rers(root, m.key)
+
+
+def rers_comment_in_signed_text(data: bytes, m: Material) -> bytes:
+    """A comment splits signed text. ``URI=""`` leaves comments out of the digest, so the
+    signature still verifies untouched, but a reader of ``.text`` sees only the part before."""
+    root = _tree(data)
+    leaf = next(el for el in _leaves(_rers_payload(root))
+                if _local(el) in RERS_TAMPER and len((el.text or "").strip()) >= 2)
+    text = leaf.text or ""
+    cut = len(text) // 2
+    comment = etree.Comment("")
+    leaf.text = text[:cut]
+    comment.tail = text[cut:]
+    leaf.insert(0, comment)
+    return _bytes(root)
+
+
+def rers_sha1_downgrade(data: bytes, m: Material) -> bytes:
+    """Signed again by the right key, validly, with ecdsa-sha1 and a sha1 digest."""
+    root = _tree(data)
+    info = _rers_signed_info(root)
+    _one(info, ds("SignatureMethod")).set("Algorithm", ECDSA_SHA1)
+    _one(info, f"{ds('Reference')}/{ds('DigestMethod')}").set("Algorithm", SHA1)
+    return resign_rers(root, m.key)
+
+
+def rers_inclusive_c14n(data: bytes, m: Material) -> bytes:
+    """Signed again, validly, with inclusive c14n for SignedInfo and the reference."""
+    root = _tree(data)
+    info = _rers_signed_info(root)
+    _one(info, ds("CanonicalizationMethod")).set("Algorithm", INCLUSIVE_C14N)
+    for transform in info.iterfind(f"{ds('Reference')}/{ds('Transforms')}/{ds('Transform')}"):
+        if transform.get("Algorithm") == EXC_C14N:
+            transform.set("Algorithm", INCLUSIVE_C14N)
+    return resign_rers(root, m.key)
+
+
+def rers_extra_transform(data: bytes, m: Material) -> bytes:
+    """An XPath filter between the two transforms that leaves the substitutable fields out of
+    the digest: signed again validly, then those fields changed (the signature still holds)."""
+    root = _tree(data)
+    transforms = _one(_rers_signed_info(root), f"{ds('Reference')}/{ds('Transforms')}")
+    names = " or ".join(f"local-name()='{name}'" for name in RERS_TAMPER)
+    xpath = etree.Element(ds("Transform"), Algorithm=XPATH_FILTER)
+    etree.SubElement(xpath, ds("XPath")).text = f"not(ancestor-or-self::*[{names}])"
+    transforms.insert(1, xpath)
+    root = _tree(resign_rers(root, m.key))
+    _rers_tamper(_rers_payload(root))
+    return _bytes(root)
+
+
+def rers_transforms_reordered(data: bytes, m: Material) -> bytes:
+    """exclusive c14n, then enveloped-signature. Not signed again: libxmlsec1 cannot sign or
+    verify this order at all (the enveloped transform needs the node set c14n has turned into
+    octets), so no signature can be valid; the profile must refuse it by its shape (step 1)."""
+    root = _tree(data)
+    first, second = _rers_signed_info(root).iterfind(
+        f"{ds('Reference')}/{ds('Transforms')}/{ds('Transform')}")
+    first.set("Algorithm", EXC_C14N)
+    second.set("Algorithm", ENVELOPED)
+    return _bytes(root)
+
+
+def rers_ds_object(data: bytes, m: Material) -> bytes:
+    """A ds:Object after KeyInfo carrying a changed copy of the payload, signed again validly."""
+    root = _tree(data)
+    signature = _rers_signature(root)
+    etree.SubElement(signature, ds("Object")).append(_unsigned_evil(_rers_payload(root)))
+    return resign_rers(root, m.key)
+
+
+def rers_id_reference(data: bytes, m: Material) -> bytes:
+    """``Reference URI="#payload"`` (an Id on the payload) instead of ``URI=""``, signed again
+    validly; then a header block, now outside the digest, added by the attacker."""
+    root = _tree(data)
+    payload = _rers_payload(root)
+    payload.set("Id", "payload")
+    _one(_rers_signed_info(root), ds("Reference")).set("URI", "#payload")
+    root = _tree(resign_rers(root, m.key, ids=((payload, "Id", None),)))
+    etree.SubElement(_rers_header(root), f"{{{ATTACKER_NS}}}Note").text = "unsigned"
+    return _bytes(root)
+
+
+def rers_foreign_certificate(data: bytes, m: Material) -> bytes:
+    """Signed again, validly, by a throwaway P-256 key whose certificate is the KeyInfo."""
+    root = _tree(data)
+    _one(_rers_signature(root), _X509_CERTIFICATE).text = _der_b64(m.foreign_cert)
+    return resign_rers(root, m.foreign_key)
+
+
+def rers_two_certificates(data: bytes, m: Material) -> bytes:
+    """Signed again, validly, by the throwaway key; X509Data holds the trusted certificate first
+    and the throwaway one after (trust judged on one, the signature checked with the other)."""
+    root = _tree(data)
+    cert = _one(_rers_signature(root), _X509_CERTIFICATE)
+    foreign = copy.deepcopy(cert)
+    foreign.text = _der_b64(m.foreign_cert)
+    foreign.tail = cert.tail
+    cert.addnext(foreign)
+    return resign_rers(root, m.foreign_key)
+
+
+def rers_der_signature_value(data: bytes, m: Material) -> bytes:
+    """The same (valid) ECDSA signature, its SignatureValue re-encoded as DER instead of r || s."""
+    root = _tree(data)
+    value = _one(_rers_signature(root), ds("SignatureValue"))
+    rs = base64.b64decode(value.text or "")
+    assert len(rs) == 64
+    der = encode_dss_signature(int.from_bytes(rs[:32], "big"), int.from_bytes(rs[32:], "big"))
+    value.text = base64.b64encode(der).decode("ascii")
+    return _bytes(root)
+
+
+def rers_stale_timestamp(data: bytes, m: Material) -> bytes:
+    """``sentAt`` (request) or ``respondedAt`` (answer, fault) an hour earlier, signed again
+    validly by the right key: a replay of an old message, or a signer with a wrong clock."""
+    root = _tree(data)
+    payload = _rers_payload(root)
+    (stamp,) = [el for el in payload if el.tag in (f"{{{RERS_NS}}}sentAt",
+                                                    f"{{{RERS_NS}}}respondedAt")]
+    moment = datetime.fromisoformat((stamp.text or "").strip())
+    stamp.text = format_utc(moment - timedelta(hours=1))
+    return resign_rers(root, m.key)
+
+
+def enveloped_signature_math_valid(data: bytes) -> bool:
+    """True if libxmlsec1 alone accepts some ds:Signature of the message with a certificate of
+    its own KeyInfo.
+
+    The most lenient reading a verifier could have: no algorithm restriction, no structure
+    checks, any of the signatures, any certificate of its X509Data, every ``Id`` attribute
+    registered for ``#id`` references, and a DER SignatureValue read as the r || s it encodes.
+    A crafted message passing this is refused by the profile's rules only.
+    """
+    count = sum(1 for _ in parse_xml(data).iter(ds("Signature")))
+    for index in range(count):
+        probe = parse_xml(data)
+        signature = list(probe.iter(ds("Signature")))[index]
+        value = signature.find(ds("SignatureValue"))
+        if value is None:
+            continue
+        try:
+            value.text = base64.b64encode(raw_rs(base64.b64decode(value.text or ""))).decode()
+        except ValueError:
+            continue
+        ids: list[tuple[etree._Element, str, str | None]] = [
+            (el, name, None) for el in probe.iter() if isinstance(el.tag, str)
+            for name in ("Id", "ID", "id") if el.get(name) is not None
+        ]
+        for cert in signature.iterfind(_X509_CERTIFICATE):
+            key = xmlsec_public_key(certificate_from_der(base64.b64decode(cert.text or "")))
+            try:
+                verify_signature(signature, key, ids=ids)
+            except SignatureMismatch:
+                continue
+            return True
+    return False
+
+
+_ONE_PAYLOAD: Final = "env:Body must hold exactly one payload element, not 2"
+_NOT_LAST: Final = "the ds:Signature must be the last child of the payload element"
+
+RERS_CORPUS: Final = register(Corpus("rers", (
+    Attack("second-payload-after", "SIGNATURE_INVALID", _ONE_PAYLOAD, rers_second_payload_after,
+           "env:Body: the signed payload, then an unsigned one of the attacker's", "RERS-04",
+           math_valid=True),
+    Attack("second-payload-before", "SIGNATURE_INVALID", _ONE_PAYLOAD,
+           rers_second_payload_before,
+           "env:Body: the attacker's unsigned payload, then the signed one", "RERS-04",
+           math_valid=True),
+    Attack("second-body", "SIGNATURE_INVALID",
+           "the envelope must hold an optional env:Header and one env:Body", rers_second_body,
+           "a second env:Body with the attacker's payload after the signed one", "RERS-04",
+           math_valid=True),
+    Attack("signature-in-header", "SIGNATURE_INVALID", _NOT_LAST, rers_signature_in_header,
+           "the payload changed, its signature moved into env:Header", "RERS-04",
+           math_valid=True),
+    Attack("signature-in-wrapper", "SIGNATURE_INVALID", _NOT_LAST, rers_signature_in_wrapper,
+           "the payload changed, its signature moved into a wrapper element", "RERS-04",
+           math_valid=True),
+    Attack("payload-in-header-wrapper", "SIGNATURE_INVALID", _NOT_LAST,
+           rers_payload_in_header_wrapper,
+           "the signed payload moved under an env:Header wrapper, a changed one in the Body",
+           "RERS-04", math_valid=True),
+    Attack("duplicated-signature", "SIGNATURE_INVALID",
+           "expected exactly one ds:Signature, found 2", rers_duplicated_signature,
+           "two ds:Signature in the payload, the last one valid", "RERS-04", math_valid=True),
+    Attack("signature-not-last", "SIGNATURE_INVALID", _NOT_LAST, rers_signature_not_last,
+           "the signature as the payload's first child, signed again there", "RERS-04",
+           math_valid=True),
+    Attack("comment-in-signed-text", "SIGNATURE_INVALID",
+           "comments are not accepted in a signed message", rers_comment_in_signed_text,
+           'an XML comment inside signed text (URI="" leaves comments out of the digest)',
+           "RERS-04", math_valid=True),
+    Attack("sha1-downgrade", "SIGNATURE_INVALID",
+           re.escape("SignatureMethod must be http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"),
+           rers_sha1_downgrade, "validly signed again with ecdsa-sha1 and a sha1 digest",
+           "RERS-03", math_valid=True),
+    Attack("inclusive-c14n", "SIGNATURE_INVALID",
+           re.escape("CanonicalizationMethod must be http://www.w3.org/2001/10/xml-exc-c14n#"),
+           rers_inclusive_c14n, "validly signed again with inclusive instead of exclusive c14n",
+           "RERS-03", math_valid=True),
+    Attack("extra-transform", "SIGNATURE_INVALID",
+           re.escape("a Reference must have exactly 2 Transform(s)"), rers_extra_transform,
+           "an XPath transform leaving fields out of the digest, which are then changed",
+           "RERS-03", math_valid=True),
+    Attack("transforms-reordered", "SIGNATURE_INVALID",
+           re.escape(f"Transform must be {ENVELOPED}"), rers_transforms_reordered,
+           "exclusive c14n before enveloped-signature (no signature can be valid)", "RERS-03"),
+    Attack("ds-object", "SIGNATURE_INVALID", "ds:Object is not accepted", rers_ds_object,
+           "a ds:Object holding a changed payload, validly signed again", "RERS-04",
+           math_valid=True),
+    Attack("id-reference", "SIGNATURE_INVALID",
+           re.escape('the Reference must have URI="" (the whole envelope)'), rers_id_reference,
+           'Reference URI="#payload" instead of URI="", then an unsigned header added',
+           "RERS-03", math_valid=True),
+    Attack("foreign-certificate", "CERTIFICATE_UNTRUSTED",
+           "certificate [0-9a-f]{64} is not trusted", rers_foreign_certificate,
+           "validly signed by a throwaway P-256 certificate nobody lists", "RERS-05",
+           math_valid=True),
+    Attack("two-certificates", "SIGNATURE_INVALID",
+           "KeyInfo must hold X509Data with exactly one X509Certificate", rers_two_certificates,
+           "X509Data: the trusted certificate, then the throwaway one that signed", "RERS-03",
+           math_valid=True),
+    Attack("der-signature-value", "SIGNATURE_INVALID",
+           re.escape("SignatureValue must be the 64-byte r || s, not DER"),
+           rers_der_signature_value, "the valid ECDSA value DER-encoded instead of r || s",
+           "RERS-03", math_valid=True),
+    Attack("stale-timestamp", "TIMESTAMP_EXPIRED",
+           r"(?:sentAt|respondedAt) \S+Z is 360\d(?:\.\d+)? s behind the clock",
+           rers_stale_timestamp, "validly signed, sentAt / respondedAt an hour ago", "RERS-06",
+           math_valid=True),
+    *parser_attacks("SCHEMA_INVALID", _DTD_REFUSED, "RERS-08"),
+), enveloped_signature_math_valid))
 
 
 def signature_math_valid(protocol: str, data: bytes) -> bool:

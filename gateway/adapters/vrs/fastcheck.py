@@ -131,6 +131,12 @@ class _Compiler:
             names = [value] if isinstance(value, str) else list(value)
             for n in names:
                 _is_type(None, n)  # unknown names are refused now, not at check time
+            if names == ["object"]:
+                return lambda instance: isinstance(instance, dict)
+            if names == ["string"]:
+                return lambda instance: isinstance(instance, str)
+            if names == ["array"]:
+                return lambda instance: isinstance(instance, list)
             return lambda instance: any(_is_type(instance, n) for n in names)
         if key == "properties":
             props = tuple((name, self.compile(sub)) for name, sub in value.items())

@@ -1,0 +1,87 @@
+"""Benchmark 5: the latency the gateway adds per agency call, at half its maximum throughput.
+
+A fresh mock vehicle registry and a gateway started through ``bench_trace.py`` (the real
+``gateway serve`` with timing probes). The load is open-loop: every 0.25 s a small batch arrives
+through the API, sized so that the calls arrive at ``--rate`` per second (half the maximum the
+floor benchmark measured), for ``--seconds``. Reported, from the probes: per agency call (one
+work item's attempt, from its start until its outcome is durable) and per HTTP exchange, the
+time in the gateway minus the time in the agency (on the wire, and the waits the protocol
+imposes); and, from the store, how long items waited between acceptance and their first call.
+
+Run alone: ``python scripts/bench_latency.py --rate 200 --seconds 20``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import bench_common as bc
+from gateway import demo, testing
+from gateway.client import GatewayClient
+
+TICK = 0.25
+
+
+async def latency_run(workdir: Path, *, rate: float, seconds: float, concurrency: int,
+                      pending_polls: int) -> dict[str, Any]:
+    shutil.rmtree(workdir, ignore_errors=True)
+    per_tick = max(1, round(rate * TICK))
+    ticks = max(1, round(seconds / TICK))
+    people = testing.subjects(per_tick * ticks, seed=2026)
+    trace = workdir / "trace.ndjson"
+    async with bc.stack(workdir, ["vrs"], people, pending_polls=pending_polls) as s:
+        await bc.start_gateway(s, concurrency=concurrency, cmd=bc.script_cmd("bench_trace.py"),
+                               env={"BENCH_TRACE_OUT": str(trace)})
+        items = list(testing.inquiry_items(people))
+        started = time.monotonic()
+        async with GatewayClient(s.url, s.token) as client:
+            for t in range(ticks):
+                await asyncio.sleep(max(0.0, started + t * TICK - time.monotonic()))
+                chunk = items[t * per_tick:(t + 1) * per_tick]
+                await client.submit(bc.batch_header(f"lat-{t}"), iter(chunk))
+            offered = len(items) / (time.monotonic() - started)
+            for t in range(ticks):
+                while (await client.batch(f"lat-{t}"))["state"] != "done":
+                    await asyncio.sleep(0.5)
+        figures = bc.db_figures(s.db)
+        assert s.gateway is not None
+        await demo._stop([s.gateway])  # SIGTERM: the probes write their records on the way out
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    out: dict[str, Any] = {"rate": rate, "offered": offered, "calls": len(items),
+                           "wait_p50": figures["wait_p50"], "wait_p99": figures["wait_p99"]}
+    for kind in ("call", "exchange"):
+        added = sorted(r["total"] - r["agency"] for r in records if r["kind"] == kind)
+        agency = sorted(r["agency"] for r in records if r["kind"] == kind)
+        out[kind] = {"n": len(added), "added_p50": bc.percentile(added, 50),
+                     "added_p99": bc.percentile(added, 99),
+                     "agency_p50": bc.percentile(agency, 50)}
+    if figures["attempts"] != len(items) or out["call"]["n"] != len(items):
+        raise SystemExit(f"latency run: {figures['attempts']} attempts, {out['call']['n']} "
+                         f"traced calls for {len(items)} items")
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rate", type=float, default=200)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--concurrency", type=int, default=4000)
+    p.add_argument("--pending-polls", type=int, default=1)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/bench-latency"))
+    args = p.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    r = asyncio.run(latency_run(args.workdir, rate=args.rate, seconds=args.seconds,
+                                concurrency=args.concurrency, pending_polls=args.pending_polls))
+    print(json.dumps(r, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
