@@ -22,8 +22,10 @@ from gateway.errors import (
     TransientError,
 )
 
-# Codes that mean "up, but slow down": the throttle and Retry-After deal with these.
-_NOT_A_FAILURE_CODES = frozenset({"rate-limited", "RATE_LIMITED", "request-in-progress", "BUSY"})
+# Codes that mean "up, but slow down": the throttle and Retry-After deal with these. A bare
+# HTTP 429 (a SOAP agency's proxy, say) says the same.
+_NOT_A_FAILURE_CODES = frozenset({"rate-limited", "RATE_LIMITED", "request-in-progress", "BUSY",
+                                  "http-429"})
 
 
 class BreakerState(enum.IntEnum):
@@ -73,6 +75,12 @@ class CircuitBreaker:
     def started(self) -> None:
         if self._state is BreakerState.HALF_OPEN:
             self._trial_out = True
+
+    def trial_not_made(self) -> None:
+        """The claimed trial item never reached the agency (its deadline had passed, or the
+        lane stopped): let the next item be the trial, or the breaker would wait for ever."""
+        if self._state is BreakerState.HALF_OPEN:
+            self._trial_out = False
 
     def seconds_until_trial(self) -> float:
         if self._state is not BreakerState.OPEN:

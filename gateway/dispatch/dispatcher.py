@@ -148,6 +148,7 @@ class _Lane:
         started = self.d.clock()
         attempt_no = item.attempts + 1
         if started >= item.deadline_at:
+            self.breaker.trial_not_made()  # no call was made: it cannot have been the trial
             decision = Decision.deadline(item.deadline_at)
             return self._completion(item, started, decision), None
         command = _command(item)

@@ -64,3 +64,19 @@ def test_opens_half_opens_and_closes() -> None:
     b.started()
     b.record(RejectedError("no", code="subject-mismatch"))  # an answer: the agency is up
     assert b.state is BreakerState.CLOSED and b.allowed() == -1
+
+
+def test_a_trial_that_was_never_made_does_not_stall_the_breaker() -> None:
+    clock = Clock()
+    b = CircuitBreaker(failure_threshold=1, reset_seconds=5, clock=clock)
+    b.record(TransientError("503"))
+    clock.t = 5
+    assert b.allowed() == 1
+    b.started()
+    assert b.allowed() == 0
+    b.trial_not_made()  # e.g. the trial item was past its deadline and failed unsent
+    assert b.allowed() == 1
+
+
+def test_a_bare_429_is_not_the_agency_failing() -> None:
+    assert not counts_as_failure(TransientError("429", code="http-429"))

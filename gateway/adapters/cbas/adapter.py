@@ -59,6 +59,7 @@ from gateway.model.types import (
     InquiryCommand,
     Outcome,
 )
+from gateway.protocols.rest import RestTransport
 from gateway.protocols.soap import SOAP11_NS, SoapFault, SoapReply, SoapTransport
 from gateway.security.certs import cert_sha256
 from gateway.security.wssec import VerifiedEnvelope, WsSecuritySigner, WsSecurityVerifier
@@ -201,6 +202,11 @@ class CbasAdapter:
             # the dispatcher capped the delay it parked the item for.
             wait = _remaining(state, self._now())
         return await self._poll(call, command, operation, state, wait)
+
+    @property
+    def transport(self) -> RestTransport:
+        """The HTTP transport under the SOAP one (operators' metrics read its throttle)."""
+        return self._soap.rest
 
     async def aclose(self) -> None:
         await self._soap.aclose()

@@ -53,6 +53,7 @@ from gateway.errors import (
 )
 from gateway.model.rules import REQUEST_ID_RE
 from gateway.model.types import Action, AgencyKind, ControlCommand, Outcome
+from gateway.protocols.rest import RestTransport
 from gateway.protocols.soap import SOAP12_NS, SoapFault, SoapReply, SoapTransport
 from gateway.security.certs import SigningKey, cert_sha256
 from gateway.security.enveloped import EnvelopedSigner, EnvelopedVerifier, VerifiedPayload
@@ -178,6 +179,11 @@ class RersAdapter:
             return codec.decode(doc, command)
         except codec.InvalidResponse as exc:
             raise self._invalid(operation, str(exc), applied=applied) from exc
+
+    @property
+    def transport(self) -> RestTransport:
+        """The HTTP transport under the SOAP one (operators' metrics read its throttle)."""
+        return self._soap.rest
 
     async def aclose(self) -> None:
         await self._soap.aclose()
