@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+
 # Agencies keep duplicate-detection records for 90 days (README §7): no work may live longer.
 from gateway.model.codec import MAX_DEADLINE_SECONDS
 from gateway.model.types import AgencyKind

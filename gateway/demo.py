@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import secrets
@@ -57,19 +58,21 @@ async def _start(name: str, args: list[str], log: Path) -> _Proc:
     return _Proc(name, proc, log)
 
 
-async def _wait_http(url: str, proc: _Proc, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if proc.proc.returncode is not None:
-                tail = proc.log.read_text(errors="replace")[-2000:]
-                raise GatewayError(f"{proc.name} exited with {proc.proc.returncode}:\n{tail}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(url) as resp:
-                    if resp.status < 500:
-                        return
-            await asyncio.sleep(0.1)
-    raise GatewayError(f"{proc.name} did not answer at {url} within {timeout:.0f} s (log: {proc.log})")
+async def _wait_http(url: str, proc: _Proc, within: float = 30.0) -> None:
+    try:
+        async with asyncio.timeout(within), aiohttp.ClientSession() as session:
+            while True:
+                if proc.proc.returncode is not None:
+                    tail = proc.log.read_text(errors="replace")[-2000:]
+                    raise GatewayError(f"{proc.name} exited with {proc.proc.returncode}:\n{tail}")
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with session.get(url) as resp:
+                        if resp.status < 500:
+                            return
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise GatewayError(f"{proc.name} did not answer at {url} within {within:.0f} s "
+                           f"(log: {proc.log})") from None
 
 
 async def _stop(procs: list[_Proc]) -> None:
@@ -181,6 +184,14 @@ agency_key = "keys/rers-registry.cert.pem"
 BANK_NAMES = ("示例银行", "示范商业银行", "样例农村信用社")
 
 
+def _fresh_workdir(workdir: Path) -> Path:
+    """``workdir`` as an absolute path, emptied of any earlier run's output."""
+    workdir = workdir.resolve()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    return workdir
+
+
 async def run_demo(
     *,
     subjects: int = 1000,
@@ -198,9 +209,7 @@ async def run_demo(
     ``rate`` is each mock agency's and the gateway's requests per second (0: no limit at all).
     """
     say = (lambda *_a, **_k: None) if quiet else print
-    workdir = workdir.resolve()
-    if workdir.exists():
-        shutil.rmtree(workdir)
+    workdir = await asyncio.to_thread(_fresh_workdir, workdir)
     keys = workdir / "keys"
     keys.mkdir(parents=True)
 
@@ -251,15 +260,17 @@ courts = ["{testing.DEMO_COURT['code']}"]
     started = time.monotonic()
     try:
         for a in agencies:
-            procs.append(await _start(a.name, _python_cmd("mock_agencies.cli:main") + [
-                "serve", "--host", "127.0.0.1", "--port", str(a.port),
-                "--rate-limit", str(rate), *a.serve_args], workdir / f"mock-{a.id}.log"))
+            procs.append(await _start(a.name, [
+                *_python_cmd("mock_agencies.cli:main"), "serve", "--host", "127.0.0.1",
+                "--port", str(a.port), "--rate-limit", str(rate), *a.serve_args],
+                workdir / f"mock-{a.id}.log"))
         for a, proc in zip(agencies, procs, strict=True):
             await _wait_http(a.probe, proc)
             say(f"demo: {a.name} on http://127.0.0.1:{a.port}")
 
-        gw = await _start("gateway", _python_cmd("gateway.cli:main") + [
-            "serve", "--config", str(config)], workdir / "gateway.log")
+        gw = await _start("gateway", [
+            *_python_cmd("gateway.cli:main"), "serve", "--config", str(config)],
+            workdir / "gateway.log")
         procs.append(gw)
         await _wait_http(f"http://127.0.0.1:{gw_port}/readyz", gw)
         say(f"demo: gateway on http://127.0.0.1:{gw_port} (SQLite store {workdir / 'gateway.db'}); "
@@ -273,9 +284,8 @@ courts = ["{testing.DEMO_COURT['code']}"]
             batch = await client.submit(header, testing.inquiry_items(people))
             say(f"demo: batch {batch['batchId']} accepted: {batch['items']} subjects, "
                 f"{batch['workItems']} agency calls")
-            with open(os.devnull, "w") as devnull:
-                final = await follow(client, "demo-batch-1", interval=0.5,
-                                     stream=devnull if quiet else sys.stdout)
+            final = await follow(client, "demo-batch-1", interval=0.5,
+                                 stream=io.StringIO() if quiet else sys.stdout)
             elapsed = time.monotonic() - t0
             n = await download(client, "demo-batch-1", out)
             figures = _summary(final, out, n, elapsed, subjects,
@@ -361,7 +371,9 @@ def _pick_targets(out: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | No
     return account, vehicle, unit
 
 
-async def place_measures(client: GatewayClient, out: Path, say: Any = print) -> list[dict[str, Any]]:
+async def place_measures(
+    client: GatewayClient, out: Path, say: Any = print
+) -> list[dict[str, Any]]:
     """Freeze part of one found account, seize one found vehicle and seal one found property,
     through the API."""
     account, vehicle, unit = _pick_targets(out)

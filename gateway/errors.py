@@ -10,14 +10,17 @@ calls the library, so the dispatcher decides on retries from the class alone::
     ├── NotFoundError              no such resource visible to this caller
     ├── ConflictError              same id, different content
     └── AgencyError                something went wrong talking to an agency
-        ├── TransientError         safe to resend the same request (same request id), after retry_after
+        ├── TransientError         safe to resend the same request (same request id),
+        │   │                      after retry_after
         │   ├── ResultPendingError        the agency accepted the work and has no result yet: ask
         │   │                             again later (not a failure: uses no attempt)
         │   ├── OutcomeUnknownError       sent, no answer: resend only with the same request id
         │   │                             (also a TimeoutError where it was one)
-        │   └── ResponseVerificationError the agency's answer failed our checks; discarded   [security]
+        │   └── ResponseVerificationError the agency's answer failed our checks; discarded
+        │                                 [security]
         └── RejectedError          permanent: must not be resent unchanged
-            └── SignatureRejectedError    the agency rejected our signature, key or certificate [security]
+            └── SignatureRejectedError    the agency rejected our signature, key or certificate
+                                          [security]
 
 ``SecurityError`` is a marker mixed into the two security classes: whatever their retry
 class, each one is recorded as a security event and shown to operators.
@@ -62,7 +65,8 @@ class StoreUnavailableError(GatewayError):
 
 
 class NotFoundError(GatewayError):
-    """No such resource, or one the caller may not see (the two are indistinguishable on purpose)."""
+    """No such resource, or one the caller may not see (the two are indistinguishable
+    on purpose)."""
 
 
 class ConflictError(GatewayError):
@@ -70,7 +74,8 @@ class ConflictError(GatewayError):
 
 
 class SecurityError(Exception):
-    """Marker: this failure is a security event (bad signature, untrusted key, replay, stale time)."""
+    """Marker: this failure is a security event (bad signature, untrusted key, replay,
+    stale time)."""
 
 
 class AgencyError(GatewayError):

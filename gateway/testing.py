@@ -59,7 +59,8 @@ def subjects(n: int, *, seed: int = 1) -> list[SyntheticSubject]:
     out: list[SyntheticSubject] = []
     while len(out) < n:
         if rng.random() < 0.2:
-            s = SyntheticSubject("USCC", uscc(rng), f"示例{rng.choice(_GIVEN)}{rng.choice(_GIVEN)}有限公司")
+            s = SyntheticSubject("USCC", uscc(rng),
+                                 f"示例{rng.choice(_GIVEN)}{rng.choice(_GIVEN)}有限公司")
         else:
             s = SyntheticSubject("RESIDENT_ID", resident_id(rng),
                                  rng.choice(_SURNAMES) + rng.choice(_GIVEN) + rng.choice(_GIVEN))

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import sys
-import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -60,15 +59,17 @@ async def running_gateway(config: GatewayConfig, **kw: Any) -> AsyncIterator[Gat
         await gw.stop(grace=2.0)
 
 
-async def wait_done(client: GatewayClient, batch_id: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = await client.batch(batch_id)
-        if batch["state"] == "done":
-            return dict(batch)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"batch {batch_id} not done after {timeout} s: {batch}")
-        await asyncio.sleep(0.05)
+async def wait_done(client: GatewayClient, batch_id: str, within: float = 60.0) -> dict[str, Any]:
+    batch = None
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                batch = await client.batch(batch_id)
+                if batch["state"] == "done":
+                    return dict(batch)
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"batch {batch_id} not done after {within} s: {batch}") from None
 
 
 async def start_gateway_process(cfg: Path, log: Path) -> asyncio.subprocess.Process:
@@ -82,7 +83,9 @@ async def start_gateway_process(cfg: Path, log: Path) -> asyncio.subprocess.Proc
 async def wait_ready(url: str, proc: asyncio.subprocess.Process, log: Path) -> None:
     async with aiohttp.ClientSession() as s:
         for _ in range(200):
-            assert proc.returncode is None, log.read_text()
+            if proc.returncode is not None:
+                output = await asyncio.to_thread(log.read_text)
+                raise AssertionError(f"gateway exited with {proc.returncode}:\n{output}")
             try:
                 async with s.get(f"{url}/readyz") as r:
                     if r.status == 200:
@@ -90,4 +93,5 @@ async def wait_ready(url: str, proc: asyncio.subprocess.Process, log: Path) -> N
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.05)
-    raise AssertionError("gateway did not become ready:\n" + log.read_text())
+    output = await asyncio.to_thread(log.read_text)
+    raise AssertionError("gateway did not become ready:\n" + output)

@@ -11,7 +11,8 @@ from gateway.config import load_config, parse_config
 from gateway.errors import ConfigError
 from gateway.model.types import AgencyKind
 
-GOOD = """
+OTHER_TOKEN_SHA256 = hashlib.sha256(b"another-long-token").hexdigest()
+GOOD = f"""
 [gateway]
 port = 0
 lease_seconds = 5
@@ -26,7 +27,7 @@ courts = ["110105"]
 
 [[callers]]
 id = "court-all"
-token_sha256 = "%s"
+token_sha256 = "{OTHER_TOKEN_SHA256}"
 courts = ["*"]
 
 [[agencies]]
@@ -48,7 +49,7 @@ id = "bank-2"
 kind = "bank"
 adapter = "cbas"
 endpoint = "https://bank-2.example"
-""" % hashlib.sha256(b"another-long-token").hexdigest()
+"""
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -86,7 +87,8 @@ def test_good_config_loads_with_defaults_and_fan_out(tmp_path: Path) -> None:
         ('endpoint = "https://vrs.registry.example/"', 'endpoint = "vrs"', "agencies[0].endpoint"),
         ('id = "vrs-bj"', 'id = "bank-1"', "agencies[1].id"),
         ('id = "vrs-bj"', 'id = "vrs.bj"', "agencies[0].id"),  # the API's AgencyId has no '.'
-        ("lease_seconds = 5", "default_deadline_seconds = 7776001", "gateway.default_deadline_seconds"),
+        ("lease_seconds = 5", "default_deadline_seconds = 7776001",
+         "gateway.default_deadline_seconds"),
         ("concurrency = 4", "concurrency = 0", "agencies[1].limits.concurrency"),
         ("concurrency = 4", "concurrency = true", "agencies[1].limits.concurrency"),
         ("concurrency = 4", "speed = 4", "agencies[1].limits.speed"),

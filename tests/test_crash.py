@@ -181,7 +181,7 @@ async def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path: Pat
             await wait_ready(url, proc, log)
         try:
             async with GatewayClient(url, TOKEN) as client:
-                batch = await wait_done(client, "crash", timeout=120)
+                batch = await wait_done(client, "crash", within=120)
                 results = [r async for r in client.results("crash")]
                 states = []
                 for request in controls:

@@ -95,7 +95,7 @@ async def test_an_agency_that_is_down_opens_its_breaker_while_another_completes(
             await client.submit({"batchId": "both", "court": testing.DEMO_COURT,
                                  "officer": testing.DEMO_OFFICER},
                                 testing.inquiry_items(people))
-            healthy = await wait_done(client, "down", timeout=60)
+            healthy = await wait_done(client, "down", within=60)
             t0 = time.monotonic()
             while (await client.batch("both"))["progress"]["vrs"]["pending"]:
                 await asyncio.sleep(0.05)

@@ -85,7 +85,7 @@ async def test_killed_gateway_resumes_and_records_each_result_once(tmp_path: Pat
         try:
             await wait_ready(url, proc, log)
             async with GatewayClient(url, TOKEN) as client:
-                final = await wait_done(client, "crash-1", timeout=90)
+                final = await wait_done(client, "crash-1", within=90)
                 results = [r async for r in client.results("crash-1")]
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -5,12 +5,14 @@ resends what is permanent, and the outcome the caller reads is the registry's.""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from gateway import testing
@@ -79,21 +81,23 @@ def agency(url: str) -> dict[str, Any]:
 async def test_vrs21_transient_errors_are_resent_with_the_same_key_and_body(tmp_path: Path) -> None:
     rec = Recorder()
     fx = fixture([{"operation": "createSeizure", "code": "service-unavailable", "count": 2}])
-    async with testing.mock_vrs(fx, AGENCY_KEY, middlewares=(rec.middleware,)) as vrs:
-        async with running_gateway(gateway_config(tmp_path, [agency(vrs.url)])) as gw, \
-                GatewayClient(gw.url, TOKEN) as client:
-            request = seize()
-            accepted = await client.control(request)
-            assert accepted["state"] in ("accepted", "in_flight", "waiting")
-            final = await until_final(client, request["requestId"])
-            ledger = vrs.state.registry.ledger_entries()
+    async with (
+        testing.mock_vrs(fx, AGENCY_KEY, middlewares=(rec.middleware,)) as vrs,
+        running_gateway(gateway_config(tmp_path, [agency(vrs.url)])) as gw,
+        GatewayClient(gw.url, TOKEN) as client,
+    ):
+        request = seize()
+        accepted = await client.control(request)
+        assert accepted["state"] in ("accepted", "in_flight", "waiting")
+        final = await until_final(client, request["requestId"])
+        ledger = vrs.state.registry.ledger_entries()
     posts = [r for r in rec.seen if r["method"] == "POST"]
     assert len(posts) == 3, final.get("error")  # two 503s, then the seizure
     assert {p["key"] for p in posts} == {request["requestId"]}  # the request id, every time
     assert len({p["body"] for p in posts}) == 1  # byte-identical body
     assert len({p["signature"] for p in posts}) == 3  # freshly signed each time
     # The registry's Retry-After (the fixture's retryAfterSeconds, 1 s) was waited for.
-    assert all(b["at"] - a["at"] >= 0.95 for a, b in zip(posts, posts[1:], strict=False))
+    assert all(b["at"] - a["at"] >= 0.95 for a, b in itertools.pairwise(posts))
     assert final["state"] == final["phase"] == "done" and final["attempts"] == 3
     outcome = final["outcome"]
     assert (outcome["status"], outcome["rank"]) == ("ACTIVE", 1)
@@ -106,13 +110,15 @@ async def test_vrs21_transient_errors_are_resent_with_the_same_key_and_body(tmp_
 
 async def test_vrs21_permanent_errors_are_never_resent(tmp_path: Path) -> None:
     rec = Recorder()
-    async with testing.mock_vrs(fixture([]), AGENCY_KEY, middlewares=(rec.middleware,)) as vrs:
-        async with running_gateway(gateway_config(tmp_path, [agency(vrs.url)])) as gw, \
-                GatewayClient(gw.url, TOKEN) as client:
-            request = seize(vin="LS5A3DBE3NB000000")  # no such vehicle
-            await client.control(request)
-            final = await until_final(client, request["requestId"])
-            await asyncio.sleep(0.3)  # a wrongful retry would arrive now
+    async with (
+        testing.mock_vrs(fixture([]), AGENCY_KEY, middlewares=(rec.middleware,)) as vrs,
+        running_gateway(gateway_config(tmp_path, [agency(vrs.url)])) as gw,
+        GatewayClient(gw.url, TOKEN) as client,
+    ):
+        request = seize(vin="LS5A3DBE3NB000000")  # no such vehicle
+        await client.control(request)
+        final = await until_final(client, request["requestId"])
+        await asyncio.sleep(0.3)  # a wrongful retry would arrive now
     assert len([r for r in rec.seen if r["method"] == "POST"]) == 1
     assert final["state"] == final["phase"] == "failed" and final["attempts"] == 1
     assert final["error"]["code"] == "vehicle-not-found"
@@ -120,24 +126,24 @@ async def test_vrs21_permanent_errors_are_never_resent(tmp_path: Path) -> None:
 
 async def test_a_resubmitted_control_request_is_not_applied_twice(tmp_path: Path) -> None:
     rec = Recorder()
-    async with testing.mock_vrs(fixture([]), AGENCY_KEY, middlewares=(rec.middleware,)) as vrs:
-        async with running_gateway(gateway_config(tmp_path, [agency(vrs.url)])) as gw, \
-                GatewayClient(gw.url, TOKEN) as client:
-            request = seize()
-            await client.control(request)
-            first = await until_final(client, request["requestId"])
-            again = await client.control(request)  # the caller did not see our answer
-            assert again["requestId"] == request["requestId"]
-            changed = {**request, "days": 365}
-            try:
-                await client.control(changed)
-            except ClientError as exc:
-                assert exc.status == 409
-            else:
-                raise AssertionError("same requestId with other content was accepted")
-            await asyncio.sleep(0.3)
-            seizures = [s for s in vrs.state.registry.seizures.values()
-                        if s.vin == "LS5A3DBE3NB123456"]
+    async with (
+        testing.mock_vrs(fixture([]), AGENCY_KEY, middlewares=(rec.middleware,)) as vrs,
+        running_gateway(gateway_config(tmp_path, [agency(vrs.url)])) as gw,
+        GatewayClient(gw.url, TOKEN) as client,
+    ):
+        request = seize()
+        await client.control(request)
+        first = await until_final(client, request["requestId"])
+        again = await client.control(request)  # the caller did not see our answer
+        assert again["requestId"] == request["requestId"]
+        changed = {**request, "days": 365}
+        # The same requestId with other content must be refused, not accepted.
+        with pytest.raises(ClientError) as info:
+            await client.control(changed)
+        assert info.value.status == 409
+        await asyncio.sleep(0.3)
+        seizures = [s for s in vrs.state.registry.seizures.values()
+                    if s.vin == "LS5A3DBE3NB123456"]
     assert first["state"] == "done"
     assert len([r for r in rec.seen if r["method"] == "POST"]) == 1
     assert len(seizures) == 1

@@ -27,7 +27,9 @@ def adapter_class(name: str) -> type[Any]:
     matches = [ep for ep in entry_points(group=GROUP) if ep.name == name]
     if not matches:
         known = ", ".join(sorted(ep.name for ep in entry_points(group=GROUP))) or "none"
-        raise AdapterNotAvailable("adapter", f"no adapter named {name!r} is installed (known: {known})")
+        raise AdapterNotAvailable(
+            "adapter", f"no adapter named {name!r} is installed (known: {known})"
+        )
     try:
         cls = matches[0].load()
     except Exception as exc:  # a broken plugin must not be mistaken for a missing one
@@ -46,7 +48,9 @@ def available_adapters() -> dict[str, str]:
 class AdapterRegistry(Mapping[str, Adapter]):
     """One adapter instance per configured agency, keyed by agency id."""
 
-    def __init__(self, adapters: Mapping[str, Adapter], configs: Mapping[str, AgencyConfig]) -> None:
+    def __init__(
+        self, adapters: Mapping[str, Adapter], configs: Mapping[str, AgencyConfig]
+    ) -> None:
         self._adapters = dict(adapters)
         self._configs = dict(configs)
 

@@ -1,4 +1,5 @@
-"""The northbound HTTP API (aiohttp) that court enforcement systems call, and its OpenAPI document."""
+"""The northbound HTTP API (aiohttp) that court enforcement systems call, and its OpenAPI
+document."""
 
 from gateway.api.app import create_app
 

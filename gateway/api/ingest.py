@@ -97,7 +97,8 @@ class AgencyResolver:
         errors: list[FieldError] = []
         for i, agency_id in enumerate(agencies or ()):
             if agency_id not in self._registry:
-                errors.append(FieldError(f"/agencies/{i}", f"no agency {agency_id!r} is configured"))
+                errors.append(FieldError(f"/agencies/{i}",
+                                         f"no agency {agency_id!r} is configured"))
             elif not self._registry[agency_id].capabilities.inquiry:
                 errors.append(FieldError(f"/agencies/{i}",
                                          f"agency {agency_id!r} does not answer inquiries"))
@@ -106,8 +107,9 @@ class AgencyResolver:
         for i, kind in enumerate(kinds or ()):
             of_kind = [a for a in self.inquiry_ids if self._registry.config(a).kind == kind]
             if not of_kind:
-                errors.append(FieldError(f"/kinds/{i}",
-                                         f"no configured agency of kind {kind.value!r} answers inquiries"))
+                errors.append(FieldError(
+                    f"/kinds/{i}",
+                    f"no configured agency of kind {kind.value!r} answers inquiries"))
             out.extend(a for a in of_kind if a not in out)
         return tuple(out), tuple(errors)
 
@@ -170,7 +172,8 @@ class NdjsonBody:
             try:
                 yield n, self._decode(line)
             except ValueError as exc:
-                self._errors.add_syntax(FieldError(f"/items/{n}", f"line {number}: not JSON: {exc}"))
+                self._errors.add_syntax(FieldError(f"/items/{n}",
+                                                   f"line {number}: not JSON: {exc}"))
             n += 1
 
     async def finish(self) -> None:

@@ -111,8 +111,7 @@ def problem_response(
     if errors or error_count:
         body["errors"] = [{"pointer": e.pointer, "detail": e.message} for e in errors]
         body["errorCount"] = len(errors) if error_count is None else error_count
-    resp = web.json_response(body, status=status, content_type=PROBLEM_JSON, headers=headers)
-    return resp
+    return web.json_response(body, status=status, content_type=PROBLEM_JSON, headers=headers)
 
 
 def _validation_problem(exc: ValidationError, instance: str) -> web.Response:

@@ -38,9 +38,8 @@ def counts_as_failure(exc: BaseException | None) -> bool:
     """Whether an attempt's outcome says the agency itself is failing."""
     if exc is None or isinstance(exc, (ResultPendingError, RejectedError)):
         return False
-    if isinstance(exc, TransientError) and exc.code in _NOT_A_FAILURE_CODES:
-        return False
-    return True  # other transient errors, and unexpected exceptions from the adapter
+    # other transient errors, and unexpected exceptions from the adapter, count as failures
+    return not (isinstance(exc, TransientError) and exc.code in _NOT_A_FAILURE_CODES)
 
 
 class CircuitBreaker:

@@ -30,7 +30,8 @@ from gateway.store.base import WorkState
 @dataclass(frozen=True, slots=True)
 class Decision:
     state: WorkState
-    outcome: str  # what the attempt record says: ok | transient | unknown | rejected | security | deadline
+    # what the attempt record says: ok | transient | unknown | rejected | security | deadline
+    outcome: str
     result: Mapping[str, Any] | None = None
     error: Mapping[str, Any] | None = None
     next_attempt_at: dt.datetime | None = None

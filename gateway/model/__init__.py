@@ -87,23 +87,18 @@ from gateway.model.types import (
 )
 
 __all__ = [
-    # types
-    "MAX_PERIOD_DAYS", "Account", "Action", "AgencyKind", "Authority", "CaseContext",
-    "Command", "ControlCommand", "ControlOutcome", "Court", "DocumentRef", "Documents",
-    "Encumbrance", "IdType", "InquiryCommand", "InquiryResult", "Money", "Officer", "Outcome",
-    "Property", "Subject", "Vehicle",
-    # rules
     "ACCOUNT_NO_RE", "AGENCY_ID_RE", "AGENCY_NAME_RE", "BATCH_ID_RE", "CASE_NO_RE",
-    "CONTROL_FIELDS", "COURT_CODE_RE", "CREDENTIAL_RE", "CURRENCY_RE", "MAX_DOCUMENT_BYTES",
-    "MAX_DOCUMENT_ID_CHARS", "MAX_NAME_CHARS", "MONEY_RE", "PLATE_RE", "PROVINCES",
-    "REQUEST_ID_RE", "RESIDENT_ID_RE", "SHA256_RE", "UNIT_NO_RE", "USCC_ALPHABET", "USCC_RE",
-    "VIN_RE", "case_matches_court", "case_no_designator", "case_no_ok",
-    "check_character_resident", "check_character_uscc", "check_period", "court_code_ok",
-    "court_designator", "decode_document_content", "document_digest_error", "format_money",
-    "normalize_case_no", "parse_money", "resident_id_ok", "uscc_ok",
-    # codec
-    "MAX_DEADLINE_SECONDS", "MAX_REF_CHARS", "BatchHeader", "ControlRequest", "InquiryItem",
-    "canonical_json", "control_command_from_json", "inquiry_command_from_json", "json_pointer",
-    "parse_batch_header", "parse_context", "parse_control_request", "parse_inquiry_item",
-    "parse_subject", "to_json",
+    "CONTROL_FIELDS", "COURT_CODE_RE", "CREDENTIAL_RE", "CURRENCY_RE", "MAX_DEADLINE_SECONDS",
+    "MAX_DOCUMENT_BYTES", "MAX_DOCUMENT_ID_CHARS", "MAX_NAME_CHARS", "MAX_PERIOD_DAYS",
+    "MAX_REF_CHARS", "MONEY_RE", "PLATE_RE", "PROVINCES", "REQUEST_ID_RE", "RESIDENT_ID_RE",
+    "SHA256_RE", "UNIT_NO_RE", "USCC_ALPHABET", "USCC_RE", "VIN_RE", "Account", "Action",
+    "AgencyKind", "Authority", "BatchHeader", "CaseContext", "Command", "ControlCommand",
+    "ControlOutcome", "ControlRequest", "Court", "DocumentRef", "Documents", "Encumbrance",
+    "IdType", "InquiryCommand", "InquiryItem", "InquiryResult", "Money", "Officer", "Outcome",
+    "Property", "Subject", "Vehicle", "canonical_json", "case_matches_court", "case_no_designator",
+    "case_no_ok", "check_character_resident", "check_character_uscc", "check_period",
+    "control_command_from_json", "court_code_ok", "court_designator", "decode_document_content",
+    "document_digest_error", "format_money", "inquiry_command_from_json", "json_pointer",
+    "normalize_case_no", "parse_batch_header", "parse_context", "parse_control_request",
+    "parse_inquiry_item", "parse_money", "parse_subject", "resident_id_ok", "to_json", "uscc_ok",
 ]  # fmt: skip

@@ -123,7 +123,7 @@ COURT_CODE_RE = re.compile(
 
 # README §3 verbatim, with a named group around the designator (abbreviation + digits).
 CASE_NO_RE = re.compile(
-    r"^(\(20[0-9]{2}\)|（20[0-9]{2}）)"  # noqa: RUF001 (full-width parentheses on purpose)
+    r"^(\(20[0-9]{2}\)|（20[0-9]{2}）)"  # full-width parentheses on purpose
     r"(?P<designator>[京津冀晋内辽吉黑沪苏浙皖闽赣鲁豫鄂湘粤桂琼渝川黔云藏陕甘青宁新]"
     r"((0[1-9]|[1-9][0-9])(0[1-9]|[1-9][0-9])?)?)"
     r"执[\u4E00-\u9FFF]{0,2}[1-9][0-9]{0,5}号\Z"

@@ -358,15 +358,18 @@ class SoapTransport(Generic[V]):
         if status == 200:
             if len(kids) != 1 or fault_el is not None:
                 raise TransientError(
-                    f"{what}: HTTP 200 whose Body is not one payload element", code="invalid-response"
+                    f"{what}: HTTP 200 whose Body is not one payload element",
+                    code="invalid-response",
                 )
             return SoapReply(status, verified, body, kids[0], None, response)
         if fault_el is None:
-            raise TransientError(f"{what}: HTTP {status} without a SOAP fault", code="invalid-response")
+            raise TransientError(f"{what}: HTTP {status} without a SOAP fault",
+                                 code="invalid-response")
         try:
             fault = parse_fault(fault_el)
         except ValueError as exc:
-            raise TransientError(f"{what}: malformed fault: {exc}", code="invalid-response") from None
+            raise TransientError(f"{what}: malformed fault: {exc}",
+                                 code="invalid-response") from None
         return SoapReply(status, verified, body, None, fault, response)
 
     def parse(self, operation: str, body_element: etree._Element) -> Any:

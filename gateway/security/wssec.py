@@ -335,7 +335,8 @@ class WsSecurityVerifier:
                 reference_algorithms=_REFERENCE_ALGORITHMS,
             )
         except SignatureMismatch as exc:
-            raise WsSecurityError("SIGNATURE_INVALID", f"signature does not verify: {exc}") from None
+            raise WsSecurityError("SIGNATURE_INVALID",
+                                  f"signature does not verify: {exc}") from None
         # (4) freshness (CBAS-06)
         self._freshness(created, expires)
         return VerifiedEnvelope(root, body, header, certificate, digest, created, expires)
@@ -428,7 +429,8 @@ class WsSecurityVerifier:
         try:
             certificate = certificate_from_der(der)
         except ValueError as exc:
-            raise WsSecurityError("CERTIFICATE_UNTRUSTED", f"unreadable certificate: {exc}") from None
+            raise WsSecurityError("CERTIFICATE_UNTRUSTED",
+                                  f"unreadable certificate: {exc}") from None
         reason = check_signing_certificate(certificate, now=self._clock())
         if reason is not None:
             raise WsSecurityError("CERTIFICATE_UNTRUSTED", f"certificate {digest}: {reason}")

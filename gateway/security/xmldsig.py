@@ -294,7 +294,8 @@ def check_signed_info(
     """
     items = children(info)
     tags = [i.tag for i in items]
-    if tags != [ds("CanonicalizationMethod"), ds("SignatureMethod")] + [ds("Reference")] * references:
+    if tags != ([ds("CanonicalizationMethod"), ds("SignatureMethod")]
+                + [ds("Reference")] * references):
         raise ValueError(
             f"SignedInfo must hold c14n and signature methods and {references} reference(s)"
         )

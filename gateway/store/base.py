@@ -133,7 +133,8 @@ class ControlRecord:
     created_at: dt.datetime
     updated_at: dt.datetime
     outcome: Mapping[str, Any] | None  # canonical ControlOutcome JSON when done
-    error: Mapping[str, Any] | None  # {"class", "code", "message"} when failed or last attempt failed
+    # {"class", "code", "message"} when failed or last attempt failed
+    error: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,7 +184,8 @@ class CompletionRows:
             columns[name][1].append(value)
 
     def add(self, c: Completion, row: Any) -> None:
-        """Queue one completion's rows; ``row`` is the work row as locked (pk, attempts, tries...)."""
+        """Queue one completion's rows; ``row`` is the work row as locked (pk, attempts,
+        tries...)."""
         n = row.attempts + 1
         error = None if c.state is WorkState.DONE else (c.error or _attempt_error(c.attempt))
         retry_at = c.next_attempt_at if c.state is WorkState.WAITING else None

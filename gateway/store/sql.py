@@ -43,8 +43,8 @@ from gateway.store.base import (
     WorkKind,
     WorkState,
 )
-from gateway.store.engine import Database
 from gateway.store.deadletters import DeadLetterOps
+from gateway.store.engine import Database
 from gateway.store.leases import LeaseOps
 from gateway.store.rows import (
     BatchSpool,
@@ -54,9 +54,9 @@ from gateway.store.rows import (
     utcnow,
 )
 from gateway.store.schema import (
-    SchemaVersionError,
     EPOCH,
     PK,
+    SchemaVersionError,
     UtcDateTime,
     batches,
     control_requests,
@@ -94,11 +94,7 @@ class SqlStore(LeaseOps, DeadLetterOps):
         if self._db.is_open:
             return
         if self._db.backend == "sqlite" and self._db.url.database:
-            path = Path(self._db.url.database)
-            if path.is_dir():
-                raise StoreUnavailableError(f"cannot open the store: {path} is a folder")
-            # The default store lives in var/ beside the configuration: create the folder.
-            path.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(_prepare_sqlite_file, Path(self._db.url.database))
         self._db.open()
         try:
             async with self._db.write() as conn:
@@ -381,6 +377,13 @@ class SqlStore(LeaseOps, DeadLetterOps):
         if row is None or row.owner != owner:
             raise NotFoundError(f"no control request {request_id!r}")
         return _control_record(row)
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    if path.is_dir():
+        raise StoreUnavailableError(f"cannot open the store: {path} is a folder")
+    # The default store lives in var/ beside the configuration: create the folder.
+    path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _dump_list(values: list[str]) -> bytes:

@@ -36,7 +36,10 @@ def _strict_pattern(
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-StrictValidator = validators.extend(Draft202012Validator, {"pattern": _strict_pattern})
+# types-jsonschema leaves extend() unannotated; the result is a validator class like its base.
+StrictValidator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"pattern": _strict_pattern}
+)
 
 
 @functools.lru_cache(maxsize=8)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -101,13 +100,15 @@ async def submit(store: Store, agency_ids: tuple[str, ...], n: int, batch_id: st
     return record.pk
 
 
-async def drain(d: Dispatcher, store: Store, batch_pk: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(p.pending == 0 for p in await store.batch_progress(batch_pk)):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(await store.batch_progress(batch_pk))
+async def drain(d: Dispatcher, store: Store, batch_pk: int, within: float = 20.0) -> None:
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                if all(p.pending == 0 for p in await store.batch_progress(batch_pk)):
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(await store.batch_progress(batch_pk)) from None
 
 
 def registry(cfg: GatewayConfig, adapters: dict[str, ScriptedAdapter]) -> AdapterRegistry:
@@ -116,8 +117,8 @@ def registry(cfg: GatewayConfig, adapters: dict[str, ScriptedAdapter]) -> Adapte
 
 async def test_transient_errors_are_retried_with_the_same_request_id(
         tmp_path: Path, store: Store) -> None:
-    adapter = ScriptedAdapter(lambda call, n: TransientError("503", code="service-unavailable",
-                                                               retry_after=0.05) if n < 3 else ok(call))
+    adapter = ScriptedAdapter(lambda call, n: TransientError(
+        "503", code="service-unavailable", retry_after=0.05) if n < 3 else ok(call))
     cfg = config(tmp_path, ["a"])
     d = Dispatcher(cfg, store, registry(cfg, {"a": adapter}), idle_poll=0.05)
     pk = await submit(store, ("a",), 1)

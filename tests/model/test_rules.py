@@ -68,7 +68,7 @@ def test_check_character_resident_covers_every_residue() -> None:
 
 @pytest.mark.parametrize("bad", ["1101051949123100", "1101051949123100A", "110105194912310020"])
 def test_check_character_resident_rejects_bad_input(bad: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected 17 ASCII digits"):
         rules.check_character_resident(bad)
 
 
@@ -107,7 +107,7 @@ def test_check_character_uscc(first17: str, check: str) -> None:
 
 @pytest.mark.parametrize("bad", ["91350100M000100Y", "91350100M000I00Y4", "91350100m000100Y4"])
 def test_check_character_uscc_rejects_bad_input(bad: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected 17 characters of the USCC alphabet"):
         rules.check_character_uscc(bad)
 
 
@@ -163,7 +163,7 @@ def test_court_designator(code: str, designator: str) -> None:
 
 @pytest.mark.parametrize("code", ["110001", "990000", "1101"])
 def test_court_designator_rejects_bad_codes(code: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a court code"):
         rules.court_designator(code)
 
 
@@ -270,7 +270,7 @@ def test_normalize_case_no(a: str, b: str, equal: bool) -> None:
         (rules.AGENCY_ID_RE, "SZ.1", False),
         (rules.SHA256_RE, "b95f9cbe552d235d0addbbd5012e54c258ece482c9adcfce7de9e623b3aa71ee", True),
         (rules.SHA256_RE, "B95F9CBE552D235D0ADDBBD5012E54C258ECE482C9ADCFCE7DE9E623B3AA71EE",
-         False),  # fmt: skip
+         False),
         (rules.SHA256_RE, "b95f9cbe552d235d0addbbd5012e54c258ece482c9adcfce7de9e623b3aa71e", False),
         (rules.CREDENTIAL_RE, "J110105000123", True),
         (rules.CREDENTIAL_RE, "a-B-9", True),
@@ -324,7 +324,7 @@ def test_parse_money(s: str, value: Decimal) -> None:
     ],
 )  # fmt: skip
 def test_parse_money_rejects_strings(s: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a money amount"):
         rules.parse_money(s)
 
 
@@ -350,11 +350,18 @@ def test_format_money(d: Decimal, s: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "d",
-    [Decimal("-1.00"), Decimal("1.001"), Decimal("NaN"), Decimal("Infinity"), Decimal("1E16"), 1.0],
+    ("d", "message"),
+    [
+        (Decimal("-1.00"), "negative or too large"),
+        (Decimal("1.001"), "more than two fraction digits"),
+        (Decimal("NaN"), "not a finite Decimal"),
+        (Decimal("Infinity"), "not a finite Decimal"),
+        (Decimal("1E16"), "negative or too large"),
+        (1.0, "not a finite Decimal"),
+    ],
 )
-def test_format_money_rejects(d: object) -> None:
-    with pytest.raises(ValueError):
+def test_format_money_rejects(d: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         rules.format_money(d)  # type: ignore[arg-type]
 
 

@@ -41,7 +41,7 @@ async def test_corrupted_signatures_are_security_events_and_metrics(tmp_path: Pa
         async with running_gateway(config) as gw, GatewayClient(gw.url, TOKEN) as client:
             await client.submit({"batchId": "ops-1", "court": testing.DEMO_COURT,
                                  "officer": testing.DEMO_OFFICER}, testing.inquiry_items(people))
-            batch = await wait_done(client, "ops-1", timeout=90)
+            batch = await wait_done(client, "ops-1", within=90)
             results = [r async for r in client.results("ops-1")]
             async with aiohttp.ClientSession() as s:
                 ops = f"http://127.0.0.1:{gw.ops_port}"

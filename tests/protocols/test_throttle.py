@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -45,12 +46,12 @@ async def test_concurrent_waiters_never_exceed_the_rate() -> None:
     await asyncio.gather(*(one() for _ in range(41)))
     assert len(stamps) == 41
     assert stamps[-1] - stamps[0] == pytest.approx(2.0)  # 40 intervals of 1/20 s
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert min(gaps) == pytest.approx(0.05)
 
 
 def test_bad_parameters() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rate must be > 0 and burst >= 1"):
         TokenBucket(0, 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rate must be > 0 and burst >= 1"):
         TokenBucket(1, 0)

@@ -172,9 +172,10 @@ def params(order: list[str] | None = None, **given: object) -> str:
     """Signature parameters: by default the valid request set, in the VRS order.
 
     A value of None leaves the parameter out; ints and Raw values go unquoted."""
-    values: dict[str, object] = dict(
-        created=NOW, expires=NOW + 300, keyid=COURT_KEYID, nonce=NONCE, alg="ed25519", tag="vrs-v2"
-    )
+    values: dict[str, object] = {
+        "created": NOW, "expires": NOW + 300, "keyid": COURT_KEYID, "nonce": NONCE,
+        "alg": "ed25519", "tag": "vrs-v2",
+    }
     values.update(given)
     out = []
     for name in order or REQUEST_PARAMS:

@@ -110,8 +110,9 @@ def test_non_rsa_ec_private_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_garbage_files_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "x.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-    with pytest.raises(ValueError, match="not an X.509"):
+    (tmp_path / "x.pem").write_bytes(
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ValueError, match=r"not an X\.509"):
         load_certificate(tmp_path / "x.pem")
     with pytest.raises(ValueError, match="not a PEM private key"):
         load_private_key(tmp_path / "x.pem")

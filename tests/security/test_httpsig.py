@@ -174,10 +174,11 @@ class Tally:
         try:
             call()
         except SignatureCheckError as exc:
-            assert exc.reason == reason, f"{what}: {exc}"
-            self.seen[reason] = self.seen.get(reason, 0) + 1
+            error = exc
         else:
             pytest.fail(f"{what}: still verifies")
+        assert error.reason == reason, f"{what}: {error}"
+        self.seen[reason] = self.seen.get(reason, 0) + 1
 
 
 @pytest.mark.parametrize("ex", EXCHANGES, ids=IDS)
@@ -385,14 +386,14 @@ def test_target_uri() -> None:
     assert target_uri("http://Host:80", "/a") == "http://host/a"
     assert target_uri("http://host:8443", "/a") == "http://host:8443/a"
     assert target_uri("https://[::1]:443", "/") == "https://[::1]/"
-    for base, path in (
-        ("https://host/prefix", "/a"),
-        ("ftp://host", "/a"),
-        ("https://user@host", "/a"),
-        ("https://host", "a"),
-        ("https://host:99999", "/a"),
+    for base, path, message in (
+        ("https://host/prefix", "/a", "must be an origin"),
+        ("ftp://host", "/a", "must be http or https"),
+        ("https://user@host", "/a", "must be an origin"),
+        ("https://host", "a", "must start with /"),
+        ("https://host:99999", "/a", "Port out of range"),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=message):
             target_uri(base, path)
 
 

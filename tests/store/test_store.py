@@ -691,7 +691,7 @@ async def test_dead_letters_replay_keeps_request_ids_and_refuses_the_forgotten(
                                          error_code="x"),
                          error={"class": "RejectedError", "code": "x", "message": "no"})
               for w in claimed[:2]]
-    assert await store.complete(failed + [done(claimed[2])]) == 3
+    assert await store.complete([*failed, done(claimed[2])]) == 3
     letters = await store.dead_letters()
     assert [d.work_id for d in letters] == [w.work_id for w in claimed[:2]]
     assert letters[0].batch_id == "b-1" and letters[0].error["code"] == "x"  # type: ignore[index]

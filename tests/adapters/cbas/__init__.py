@@ -360,7 +360,7 @@ class FakeBank:
         body = await request.read()
         try:
             verified = self.verifier.verify(body)
-        except Exception as exc:  # noqa: BLE001 - any failure is reported to the test
+        except Exception as exc:  # any failure is reported to the test
             self.errors.append(f"{type(exc).__name__}: {exc}")
             return web.Response(status=400, text=str(exc))
         captured = Captured(request.method, request.raw_path, request.headers, body, verified)

@@ -5,6 +5,7 @@ against the XSD and say what the ICD's examples say for the same command."""
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -90,10 +91,9 @@ async def test_http_post_content_type_and_quoted_soapaction(
     closing.append(bank)
     adapter = adapter_for(bank)
     closing.append(adapter)
-    try:
+    # deductions of the example answer for another freeze; only the requests matter
+    with contextlib.suppress(TransientError):
         await adapter.execute(Checkpoints().call(command))
-    except TransientError:
-        pass  # deductions of the example answer for another freeze; only the requests matter
     assert bank.errors == []
     operation = codec.operation_for(command)
     assert [r.operation for r in bank.requests][:2] == [operation, "FetchResult"]

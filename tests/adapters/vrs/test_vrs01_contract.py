@@ -30,7 +30,6 @@ from gateway.model.types import (
     Officer,
     Subject,
 )
-from tests.conftest import need
 from tests.adapters.vrs import (
     COMPANY,
     DATA,
@@ -49,6 +48,7 @@ from tests.adapters.vrs import (
     seize,
     seizure_doc,
 )
+from tests.conftest import need
 
 EXAMPLES = DATA / "vrs"
 PACKAGED = resources.files("gateway.adapters.vrs").joinpath(codec.OPENAPI_FILE)

@@ -8,6 +8,7 @@ CBAS-02). Tests can tamper with the envelope before signing or with the bytes af
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import hashlib
@@ -165,7 +166,8 @@ def deduct(
     subject: Mapping[str, str] = PERSON, currency: str | None = "CNY", **kw: Any,
 ) -> dict[str, Any]:  # fmt: skip
     return {**context(**kw), "subject": dict(subject), "accountNo": account,
-            "freezeId": freeze_id, "amount": (amount, currency), "payeeAccount": dict(PAYEE)}  # fmt: skip
+            "freezeId": freeze_id, "amount": (amount, currency),
+            "payeeAccount": dict(PAYEE)}  # fmt: skip
 
 
 def _add(parent: etree._Element, name: str, value: Any) -> None:
@@ -324,10 +326,8 @@ class SignedClient:
             reply.envelope = verified.envelope
         except WsSecurityError as exc:
             reply.verify_error = exc
-            try:
+            with contextlib.suppress(etree.XMLSyntaxError):
                 reply.envelope = etree.fromstring(body)
-            except etree.XMLSyntaxError:
-                pass
         if check_signature:
             assert reply.verify_error is None, (reply.verify_error, body[:300])  # CBAS-02
             assert resp_headers["Content-Type"] == "text/xml; charset=utf-8"  # CBAS-01

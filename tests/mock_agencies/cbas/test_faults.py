@@ -41,8 +41,8 @@ async def test_cbas21_over_50_per_second_is_rate_limited(aiohttp_client) -> None
     now = [0.0]
     h.mock.limiter = RateLimiter(50, 50, clock=lambda: now[0])  # the defaults, a frozen clock
     for _ in range(50):  # burst 50
-        assert (await h.client.call("FetchResult", {"requestId": new_id(),
-                                                     "ticketId": "T"})).fault == "UNKNOWN_TICKET"  # fmt: skip
+        reply = await h.client.call("FetchResult", {"requestId": new_id(), "ticketId": "T"})
+        assert reply.fault == "UNKNOWN_TICKET"
     r = await h.client.call("InquireAccounts", inquire())
     assert r.fault == "RATE_LIMITED" and r.retry_after >= 1
     assert r.message == "More than 50 requests per second from this caller."

@@ -78,7 +78,7 @@ async def test_vrs13_invalid_identifier(aiohttp_client, subject, court, case_no)
             "110105",
             None,
         ),
-        (None, "110105", "（2024）京0105执恢12号"),  # noqa: RUF001 - full-width parentheses, 执恢
+        (None, "110105", "（2024）京0105执恢12号"),  # full-width parentheses, 执恢
         (None, "110100", "(2024)京01执1号"),
         (None, "110000", "(2024)京执1号"),
     ],

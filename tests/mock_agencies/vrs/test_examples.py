@@ -8,7 +8,6 @@ exactly as the ICD's authors' reference implementation did.
 
 from __future__ import annotations
 
-
 from mock_agencies.common.clock import ManualClock
 from tests.mock_agencies.vrs.client import ROOT, fixture, start
 

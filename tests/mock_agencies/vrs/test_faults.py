@@ -90,18 +90,19 @@ def test_latency_distributions() -> None:
 
 
 @pytest.mark.parametrize(
-    "settings",
+    ("settings", "message"),
     [
-        {"unavailableRate": 1.5},
-        {"unavailableRate": 0.6, "internalErrorRate": 0.6},
-        {"dropPhase": "during"},
-        {"latency": {"mode": "uniform", "minMs": 20, "maxMs": 10}},
-        {"latency": {"mode": "poisson"}},
-        {"typo": 1},
+        ({"unavailableRate": 1.5}, "unavailableRate must be a number from 0 to 1"),
+        ({"unavailableRate": 0.6, "internalErrorRate": 0.6}, "rates together must not exceed 1"),
+        ({"dropPhase": "during"}, "dropPhase must be one of"),
+        ({"latency": {"mode": "uniform", "minMs": 20, "maxMs": 10}},
+         r"latency\.maxMs must be >= latency\.minMs"),
+        ({"latency": {"mode": "poisson"}}, r"latency\.mode must be one of"),
+        ({"typo": 1}, "unknown fault member"),
     ],
 )
-def test_fault_config_rejects_bad_settings(settings) -> None:
-    with pytest.raises(ValueError):
+def test_fault_config_rejects_bad_settings(settings, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         FaultConfig.from_json(settings)
 
 
@@ -111,7 +112,7 @@ def test_inject_queue_consumes_in_order() -> None:
     faults.add_rule({"operation": "op", "code": "b", "count": 2})
     assert [faults.take_injection("op") for _ in range(4)] == ["a", "b", "b", None]
     assert faults.take_injection("other") is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown operation 'nope'"):
         faults.add_rule({"operation": "nope", "code": "a", "count": 1})
 
 

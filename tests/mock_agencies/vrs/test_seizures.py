@@ -45,7 +45,9 @@ async def _encumbrances(client, vin: str) -> list[dict]:
 OTHER_COURT = {"court": "310115", "case_no": "(2024)沪0115执567号"}
 
 
-def _seizures(encumbrances: list[dict]) -> list[tuple[str | None, str, int, str | None, str | None]]:
+def _seizures(
+    encumbrances: list[dict],
+) -> list[tuple[str | None, str, int, str | None, str | None]]:
     return [
         (e.get("seizureId"), e["status"], e["rank"], e.get("effectiveOn"), e.get("until"))
         for e in encumbrances
