@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-smoke bench-full lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -18,8 +18,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Every benchmark of issue 7, about 15-20 minutes on 2 cores; rewrites docs/benchmarks.md.
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
+
+# Tiny sizes, about 30 seconds, a report in the temporary folder (tests/test_bench_smoke.py).
+bench-smoke: $(STAMP)
+	$(BIN)/python scripts/bench.py --quick
+
+# As bench, with the three-agency fan-out at 100,000 subjects: 40 minutes or more.
+bench-full: $(STAMP)
+	$(BIN)/python scripts/bench.py --full
 
 lint: $(STAMP)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[lint]'

@@ -1,4 +1,5 @@
-"""The ``gateway`` command: serve, submit a batch and follow it, show a batch's status, run the demo.
+"""The ``gateway`` command: serve, submit a batch and follow it, show a batch's status, replay
+dead letters, run the demo.
 
 Every failure ends with one line on stderr and a non-zero exit code; tracebacks are for bugs.
 """
@@ -43,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--token", default=os.environ.get("GATEWAY_TOKEN"),
                         help="API token (env GATEWAY_TOKEN)")
 
-    s = sub.add_parser("submit", help="submit a CSV or NDJSON file of subjects and wait for results")
+    s = sub.add_parser("submit",
+                       help="submit a CSV or NDJSON file of subjects and wait for results")
     s.add_argument("file", type=Path)
     client_args(s)
     s.add_argument("--batch-id", help="caller-chosen batch id (default: from the file name)")
@@ -75,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--agency")
     d.add_argument("--config", required=True, type=Path)
 
-    s = sub.add_parser("demo", help="run the demo: mock agencies, a gateway and a 1,000-subject batch")
+    s = sub.add_parser("demo",
+                       help="run the demo: mock agencies, a gateway and a 1,000-subject batch")
     s.add_argument("--subjects", type=int, default=1000)
     s.add_argument("--workdir", type=Path, default=Path("demo-output"))
     s.add_argument("--banks", type=int, default=3, help="how many mock banks to start")

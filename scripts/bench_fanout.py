@@ -42,6 +42,8 @@ async def fanout_run(workdir: Path, subjects: int, kinds: list[str], *, concurre
             lines, failed, matches = bc.check_results(out, s.agencies)
             out.unlink()
     calls = run.work_items
+    if run.totals.get("failed") or figures["attempts"] < calls:
+        raise SystemExit(f"fan-out of {subjects}: {run.totals}, {figures['attempts']} attempts")
     if check and (failed or not matches or lines != calls):
         raise SystemExit(f"fan-out of {subjects}: {failed} failed of {lines} results for "
                          f"{calls} calls; results match the fixtures: {matches}")

@@ -90,8 +90,9 @@ async def relay_run(workdir: Path, people: list[testing.SyntheticSubject], *,
     found = {r["result"]["subject"]["idNumber"] for r in results
              if r["status"] == "done" and r["result"]["vehicles"]}
     if status["totals"]["failed"] or len(results) != calls or found != agency.expected_owners:
+        errors = {r["error"]["message"][:200] for r in results if r["status"] != "done"}
         raise SystemExit(f"relay run: {status['totals']}; results match the fixture: "
-                         f"{found == agency.expected_owners}")
+                         f"{found == agency.expected_owners}; errors: {sorted(errors)[:5]}")
     elapsed = status["finished"] - started
     return {"calls": calls, "elapsed": elapsed, "calls_per_s": calls / elapsed,
             "requests_per_s": calls * requests_per_call(pending_polls) / elapsed,

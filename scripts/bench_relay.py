@@ -56,11 +56,20 @@ class Relay:
         batch = {"id": header["batchId"], "header": header, "total": len(queue), "done": 0,
                  "failed": 0, "results": [], "started": time.time(), "finished": None}
         self.batches[batch["id"]] = batch
-        workers = [asyncio.create_task(self._worker(batch, queue))
-                   for _ in range(min(self.concurrency, len(queue)))]
-        batch["workers"] = workers
+        batch["starter"] = asyncio.create_task(self._start_workers(batch, queue))
         return web.json_response({"batchId": batch["id"], "items": batch["total"],
                                   "workItems": batch["total"]}, status=202)
+
+    async def _start_workers(self, batch: dict[str, Any], queue: collections.deque[Any]) -> None:
+        # In slices of 64 (the gateway's default claim_batch), 10 ms apart: thousands of new
+        # connections at once overflow the registry's listen backlog (128), and the SYN
+        # retransmissions that follow stall some calls past any sensible timeout.
+        workers = []
+        for n in range(min(self.concurrency, len(queue))):
+            workers.append(asyncio.create_task(self._worker(batch, queue)))
+            if n % 64 == 63:
+                await asyncio.sleep(0.01)
+        batch["workers"] = workers
 
     async def _worker(self, batch: dict[str, Any], queue: collections.deque[Any]) -> None:
         header = batch["header"]

@@ -28,7 +28,6 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.config import AgencyConfig
-from gateway.protocols.throttle import TokenBucket
 from gateway.errors import (
     ConfigError,
     GatewayError,
@@ -37,6 +36,7 @@ from gateway.errors import (
     RejectedError,
     TransientError,
 )
+from gateway.protocols.throttle import TokenBucket
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",

@@ -377,7 +377,7 @@ def _invalid(message: str) -> SignatureCheckError:
     return SignatureCheckError("signature-invalid", message)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=64)
 def _parse_input(input_text: str) -> UniqueKeyDictionary:
     """``parse_dictionary`` of a Signature-Input value, remembered: a signer's values repeat for
     every message it signs within the same second, and ``_parse`` only reads the result (never

@@ -36,8 +36,8 @@ from gateway.config import AgencyConfig
 from gateway.errors import (
     ConfigError,
     RejectedError,
-    ResultPendingError,
     ResponseVerificationError,
+    ResultPendingError,
 )
 from gateway.model.types import (
     Action,
@@ -306,7 +306,8 @@ class VrsAdapter:
         headers: dict[str, str] = {}
         body: bytes | None = None
         if body_doc is not None:
-            assert op.request_schema is not None and idempotency_key is not None
+            assert op.request_schema is not None
+            assert idempotency_key is not None
             if self._validate_requests:
                 errors = codec.schema_errors(op.request_schema, body_doc)  # VRS-01
                 if errors:

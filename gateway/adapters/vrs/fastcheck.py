@@ -118,7 +118,7 @@ class _Compiler:
         conjunction = tuple(checks)
 
         def every(instance: Any) -> bool:
-            for check in conjunction:
+            for check in conjunction:  # noqa: SIM110 - a loop beats all() over a genexpr here
                 if not check(instance):
                     return False
             return True
@@ -150,8 +150,8 @@ class _Compiler:
                 return True
             return properties
         if key == "required":
-            names = frozenset(value)
-            return lambda instance: not isinstance(instance, dict) or names <= instance.keys()
+            needed = frozenset(value)
+            return lambda instance: not isinstance(instance, dict) or needed <= instance.keys()
         if key == "additionalProperties":
             if "patternProperties" in schema:
                 raise Unsupported("additionalProperties with patternProperties")

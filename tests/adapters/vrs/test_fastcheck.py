@@ -41,7 +41,8 @@ def _mutations(doc: Any) -> Iterator[Any]:
         if isinstance(target, dict):
             yield _set(doc, path, {**target, "unexpected": "member"})
         if isinstance(target, str):
-            for changed in (target + "X", target[:-1], target.lower(), target.upper(), " " + target):
+            for changed in (target + "X", target[:-1], target.lower(), target.upper(),
+                            " " + target):
                 yield _set(doc, path, changed)
         if isinstance(target, int) and not isinstance(target, bool):
             for changed in (target + 1, target - 1, float(target), str(target)):

@@ -1,0 +1,27 @@
+"""`make bench-smoke`: the benchmark code keeps working. Tiny sizes; no figure is asserted, only
+that every section ran end to end (each run checks its results against the fixtures)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
+    out = tmp_path / "benchmarks.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--quick", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = out.read_text(encoding="utf-8")
+    for heading in ("## Summary", "## 1. Floor ratio", "## 2. SOAP path", "## 3. Full fan-out",
+                    "## 4. Memory", "## 5. Latency", "## 6. Profile"):
+        assert heading in text
+    figures = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    floor = figures["floor"]["rounds"][0]
+    assert floor["gateway"]["calls"] == floor["relay"]["calls"] == 200
+    assert figures["latency"]["call"]["n"] == figures["latency"]["calls"]
