@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
-import os
 import re
 import shutil
 import subprocess
@@ -41,6 +40,7 @@ from gateway.security.wssec import (
 )
 from gateway.security.xmldsig import EXC_C14N, RSA_SHA256, SHA256
 from gateway.security.xmlsafe import parse_xml
+from tests.conftest import need
 from tests.security.test_certs import BANK_SHA256, COURT_SHA256, make_cert, rsa_key
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -60,10 +60,8 @@ ID_ATTRS = [
 
 def need_xmlsec1() -> str:
     """Skip without the CLI outside CI; in CI (.ci/run installs it) its absence is a failure."""
-    if XMLSEC1 is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("xmlsec1 is required in CI (.ci/run installs it)")
-        pytest.skip("xmlsec1 is not installed")
+    need(XMLSEC1 is not None, "the xmlsec1 command (Debian package xmlsec1)")
+    assert XMLSEC1 is not None
     return XMLSEC1
 
 
