@@ -1,9 +1,11 @@
 """What the two SOAP adapters (bank CBAS v1, land registry RERS v1) share, written once.
 
 Both carry the agency's WSDL/XSD beside their code, load an X.509 signing certificate, its key
-and the agency's certificate at start-up, render the README §6 request context the same way and
-decode verified answers from zeep's plain mappings with the same strict readers. The protocol
-flows, signature profiles and fault tables differ and stay in each adapter's package.
+and the agency's certificate at start-up, render the README §6 request context the same way,
+check each request against the XSD before spending a call, map a non-SOAP answer to a
+discarded, unverifiable response, and decode verified answers from zeep's plain mappings with
+the same strict readers. The protocol flows, signature profiles and fault tables differ and stay
+in each adapter's package.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from cryptography import x509
 from lxml import etree
@@ -25,6 +27,7 @@ from gateway.errors import (
     AgencyError,
     ConfigError,
     RejectedError,
+    ResponseVerificationError,
     SignatureRejectedError,
     TransientError,
 )
@@ -42,6 +45,8 @@ __all__ = [
     "SECURITY_CODES",
     "InvalidCommand",
     "InvalidResponse",
+    "build_request",
+    "call_verified",
     "check_options",
     "contract_path",
     "contract_schema",
@@ -63,6 +68,8 @@ __all__ = [
     "text",
     "timestamp",
 ]
+
+_T = TypeVar("_T")
 
 # README §8 / both ICDs' §4 receiver checks (1), (2) and (4) on the agency's side: it refused
 # our signature, certificate or timestamp. Resending the same thing cannot help and an operator
@@ -104,6 +111,54 @@ def schema_errors(xsd: etree.XMLSchema, element: etree._Element) -> list[str]:
         return []
     log: Any = xsd.error_log  # lxml-stubs declare _ErrorLog without its iterator
     return [f"line {e.line}: {e.message}" for e in log]
+
+
+# --- one exchange ---------------------------------------------------------------------------
+
+
+def build_request(
+    build: Callable[[], etree._Element],
+    *,
+    what: str,
+    soap_ns: str,
+    errors_of: Callable[[etree._Element], list[str]] | None,
+) -> etree._Element:
+    """The request envelope ``build()`` renders, checked against the XSD when ``errors_of``.
+
+    A command the operation cannot carry, or a payload the agency would answer with
+    SCHEMA_INVALID (CBAS-01, RERS-02), is a ``RejectedError("invalid-request")``: no call is
+    spent on it.
+    """
+    try:
+        envelope = build()
+    except ValueError as exc:
+        raise RejectedError(f"{what}: {exc}", code="invalid-request") from exc
+    if errors_of is not None:
+        body = envelope.find(f"{{{soap_ns}}}Body")
+        errors = errors_of(body[0]) if body is not None and len(body) else ["no Body"]
+        if errors:
+            raise RejectedError(
+                f"{what}: request does not match the XSD: " + "; ".join(errors[:5]),
+                code="invalid-request",
+            )
+    return envelope
+
+
+async def call_verified(call: Awaitable[_T]) -> _T:
+    """Await the SOAP call; an answer whose body is not a SOAP envelope fails verification.
+
+    CBAS-07 / RERS-07: such an answer (whatever its status) fails the first check of §4 like
+    any other unverifiable answer: discarded, transient, and recorded as a security event (the
+    endpoint answered with something it must not).
+    """
+    try:
+        return await call
+    except ResponseVerificationError:
+        raise
+    except TransientError as exc:
+        if exc.code == "not-soap":
+            raise ResponseVerificationError(str(exc), code="not-soap") from exc
+        raise
 
 
 # --- configuration --------------------------------------------------------------------------

@@ -24,11 +24,8 @@ from mock_agencies.common.fixture import (
     Subject,
     common_schema,
     parse_behaviour,
-    parse_callers,
-    parse_subjects,
-    read_fixture,
+    read_certificate_fixture,
     resolve_date,
-    validate_fixture,
 )
 
 __all__ = ["FIXTURE_SCHEMA", "INJECTABLE_CODES", "OPERATIONS", "LoadedFixture", "load_fixture"]
@@ -123,13 +120,8 @@ class LoadedFixture:
 
 def load_fixture(source: Mapping[str, Any] | str | Path, today: date) -> LoadedFixture:
     """Validate a fixture and build its records; raises FixtureError naming the member."""
-    fixture = read_fixture(source)
-    validate_fixture(fixture, FIXTURE_SCHEMA)
-    callers = parse_callers(fixture["callers"])
-    for i, c in enumerate(callers):
-        if c.certificate_sha256 is None:  # bank ICD §4: X.509 certificates only
-            raise FixtureError(f"callers[{i}]", "a CBAS caller needs certificateSha256")
-    subjects = parse_subjects(fixture.get("subjects", []))
+    # bank ICD §4: X.509 certificates only.
+    fixture, callers, subjects = read_certificate_fixture(source, FIXTURE_SCHEMA, "CBAS")
     accounts: dict[str, Account] = {}
     freeze_ids: set[str] = set()
     seq = 0
@@ -159,7 +151,7 @@ def load_fixture(source: Mapping[str, Any] | str | Path, today: date) -> LoadedF
             account.freezes.append(_freeze(f, account, member, today, seq))
         accounts[account.account_no] = account
     return LoadedFixture(
-        {c.certificate_sha256: c for c in callers if c.certificate_sha256},
+        callers,
         subjects,
         accounts,
         parse_behaviour(fixture.get("behaviour")),

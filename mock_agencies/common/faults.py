@@ -9,6 +9,9 @@ codes (VRS: 503 ``service-unavailable``, 429 ``rate-limited``, 500 ``internal-er
 Every random choice comes from one seeded ``random.Random``, so a run with the same seed and
 the same sequence of requests injects the same faults.
 
+:func:`create_mock_app` wires a mock's own request handler into its aiohttp application, the
+counterpart of the admin app.
+
 Admin API (plain JSON, unsigned, meant for loopback): ``GET /faults``, ``PUT /faults``
 (replace; omitted members take their defaults), ``PATCH /faults`` (merge), ``POST /inject``
 (append README §10 inject rules), ``GET /ledger``, ``POST /reset`` (reload the fixture),
@@ -22,7 +25,7 @@ import json
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -35,6 +38,7 @@ __all__ = [
     "Faults",
     "Latency",
     "create_admin_app",
+    "create_mock_app",
     "drop_connection",
     "error_page",
 ]
@@ -284,6 +288,26 @@ async def _body(request: web.Request) -> Any:
         raise web.HTTPBadRequest(
             text=json.dumps({"error": f"not JSON: {exc}"}), content_type="application/json"
         ) from exc
+
+
+class _Handles(Protocol):
+    async def handle(self, request: web.Request) -> web.StreamResponse: ...
+
+
+_M = TypeVar("_M", bound=_Handles)
+
+
+def create_mock_app(key: web.AppKey[_M], mock: _M, max_body: int) -> web.Application:
+    """A mock as an aiohttp application: ``app[key]`` is ``mock``, whose ``handle`` answers
+    every method on every path; bodies over ``max_body`` bytes are refused by aiohttp."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await mock.handle(request)
+
+    app = web.Application(client_max_size=max_body)
+    app[key] = mock
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app
 
 
 def create_admin_app(

@@ -3,8 +3,10 @@
 A fixture replaces all of a mock's state at start-up (and on admin reset). The members every
 agency has (version, callers, subjects, behaviour) and the relative dates ``today``,
 ``today+N``, ``today-N`` are handled here, so the three mocks agree on them; each agency adds a
-JSON Schema for its own assets. A bad fixture raises :class:`FixtureError` whose message names
-the member, e.g. ``fixture member vehicles[1].plate: ...``.
+JSON Schema for its own assets. The SOAP mocks (CBAS, RERS) read theirs with
+:func:`read_certificate_fixture`, whose callers are certificates only. A bad fixture raises
+:class:`FixtureError` whose message names the member, e.g.
+``fixture member vehicles[1].plate: ...``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "parse_behaviour",
     "parse_callers",
     "parse_subjects",
+    "read_certificate_fixture",
     "read_fixture",
     "resolve_date",
     "validate_fixture",
@@ -232,6 +235,26 @@ def parse_subjects(raw: list[Mapping[str, Any]]) -> dict[str, Subject]:
             raise FixtureError(f"subjects[{i}].idNumber", f"{entry['idNumber']!r} is listed twice")
         out[entry["idNumber"]] = Subject(entry["idType"], entry["idNumber"], entry["name"])
     return out
+
+
+def read_certificate_fixture(
+    source: Mapping[str, Any] | str | Path, schema: Mapping[str, Any], protocol: str
+) -> tuple[dict[str, Any], dict[str, Caller], dict[str, Subject]]:
+    """A SOAP mock's fixture, validated against ``schema``, with its callers and subjects.
+
+    Callers come by certificate SHA-256 (lowercase hex), subjects by idNumber. The SOAP ICDs
+    (bank and land registry §4) know X.509 certificates only, so a caller given by keyid is a
+    FixtureError naming ``protocol``.
+    """
+    fixture = read_fixture(source)
+    validate_fixture(fixture, schema)
+    callers = parse_callers(fixture["callers"])
+    for i, c in enumerate(callers):
+        if c.certificate_sha256 is None:
+            raise FixtureError(f"callers[{i}]", f"a {protocol} caller needs certificateSha256")
+    subjects = parse_subjects(fixture.get("subjects", []))
+    by_certificate = {c.certificate_sha256: c for c in callers if c.certificate_sha256}
+    return fixture, by_certificate, subjects
 
 
 @dataclass(slots=True)

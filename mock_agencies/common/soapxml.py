@@ -2,7 +2,8 @@
 
 README §7 content equality for XML, the "schema" stage against a packaged XSD copy, the
 document/literal rule of one payload element per Body, media-type parameters, and the deliberate
-signature corruption fault injection applies. Kept protocol-version neutral: namespaces and
+signature corruption fault injection applies, and the loading of the mock's own key and
+certificate. Kept protocol-version neutral: namespaces and
 fault codes stay with each agency, so a rule here cannot drift between the two mocks.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 from lxml import etree
 
 from gateway.model.rules import format_money
+from gateway.security.certs import load_certificate, load_private_key
 
 __all__ = [
     "DS_NS",
@@ -32,6 +34,7 @@ __all__ = [
     "XsdSchema",
     "content_key",
     "corrupt_signature_value",
+    "load_signing_material",
     "local",
     "media_type",
     "read_members",
@@ -240,6 +243,15 @@ def media_type(value: str) -> tuple[str, dict[str, str]]:
 
 
 # -- fault injection --------------------------------------------------------------------------
+
+
+def load_signing_material(signing_key: Any, certificate: Any) -> tuple[Any, Any]:
+    """The mock's private key and X.509 certificate: objects as given, PEM paths loaded."""
+    if isinstance(signing_key, (str, Path)):
+        signing_key = load_private_key(signing_key)
+    if isinstance(certificate, (str, Path)):
+        certificate = load_certificate(certificate)
+    return signing_key, certificate
 
 
 def corrupt_signature_value(signed: bytes) -> bytes:

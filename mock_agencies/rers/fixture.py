@@ -26,11 +26,8 @@ from mock_agencies.common.fixture import (
     Subject,
     common_schema,
     parse_behaviour,
-    parse_callers,
-    parse_subjects,
-    read_fixture,
+    read_certificate_fixture,
     resolve_date,
-    validate_fixture,
 )
 from mock_agencies.rers.model import Mortgage, Owner, Seal, Unit
 from mock_agencies.rers.problems import INJECTABLE_CODES
@@ -155,13 +152,8 @@ class LoadedFixture:
 
 def load_fixture(source: Mapping[str, Any] | str | Path, today: date) -> LoadedFixture:
     """Validate a fixture and build its records; raises FixtureError naming the member."""
-    fixture = read_fixture(source)
-    validate_fixture(fixture, FIXTURE_SCHEMA)
-    callers = parse_callers(fixture["callers"])
-    for i, c in enumerate(callers):
-        if c.certificate_sha256 is None:  # ICD §4: X.509 certificates only
-            raise FixtureError(f"callers[{i}]", "a RERS caller needs certificateSha256")
-    subjects = parse_subjects(fixture.get("subjects", []))
+    # ICD §4: X.509 certificates only.
+    fixture, callers, subjects = read_certificate_fixture(source, FIXTURE_SCHEMA, "RERS")
     units: dict[str, Unit] = {}
     seal_ids: set[str] = set()
     seq = 0
@@ -185,7 +177,7 @@ def load_fixture(source: Mapping[str, Any] | str | Path, today: date) -> LoadedF
             )
         units[unit.unit_no] = unit
     return LoadedFixture(
-        {c.certificate_sha256: c for c in callers if c.certificate_sha256},
+        callers,
         subjects,
         units,
         parse_behaviour(fixture.get("behaviour")),

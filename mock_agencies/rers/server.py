@@ -40,14 +40,19 @@ from typing import Any
 from aiohttp import web
 from lxml import etree
 
-from gateway.security.certs import load_certificate, load_private_key
 from gateway.security.enveloped import EnvelopedError, EnvelopedSigner, EnvelopedVerifier
 from gateway.security.xmlsafe import XmlRejected, parse_xml
 from mock_agencies.common.clock import Clock, utc_timestamp
-from mock_agencies.common.faults import Faults, create_admin_app, drop_connection, error_page
+from mock_agencies.common.faults import (
+    Faults,
+    create_admin_app,
+    create_mock_app,
+    drop_connection,
+    error_page,
+)
 from mock_agencies.common.fixture import Caller
 from mock_agencies.common.ratelimit import RateLimiter
-from mock_agencies.common.soapxml import corrupt_signature_value
+from mock_agencies.common.soapxml import corrupt_signature_value, load_signing_material
 from mock_agencies.rers import checks
 from mock_agencies.rers.problems import RersFault
 from mock_agencies.rers.soap import (
@@ -124,10 +129,7 @@ class RersMock:
         burst: float | None = None,
     ) -> None:
         self.clock: Clock = clock or time.time
-        if isinstance(signing_key, (str, Path)):
-            signing_key = load_private_key(signing_key)
-        if isinstance(certificate, (str, Path)):
-            certificate = load_certificate(certificate)
+        signing_key, certificate = load_signing_material(signing_key, certificate)
         self.certificate = certificate
         try:
             self.signer = EnvelopedSigner(signing_key, certificate, clock=self.now)
@@ -338,14 +340,7 @@ def create_app(
         rate_limit=rate_limit,
         burst=burst,
     )
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await mock.handle(request)
-
-    app = web.Application(client_max_size=MAX_BODY)
-    app[RERS_KEY] = mock
-    app.router.add_route("*", "/{tail:.*}", handler)
-    return app
+    return create_mock_app(RERS_KEY, mock, MAX_BODY)
 
 
 def create_admin_app_for(app: web.Application) -> web.Application:

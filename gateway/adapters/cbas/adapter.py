@@ -46,7 +46,6 @@ from gateway.errors import (
     ConfigError,
     OutcomeUnknownError,
     RejectedError,
-    ResponseVerificationError,
     ResultPendingError,
     TransientError,
 )
@@ -292,30 +291,13 @@ class CbasAdapter:
 
     async def _exchange(self, operation: str, payload: Mapping[str, Any]) -> SoapReply[Any]:
         """Build, check, sign and send one request; return the verified, non-fault reply."""
-        try:
-            envelope = self._soap.build(operation, **payload)
-        except ValueError as exc:
-            raise RejectedError(f"{self._what(operation)}: {exc}", code="invalid-request") from exc
-        if self._validate_requests:
-            body = envelope.find(f"{{{SOAP11_NS}}}Body")
-            errors = codec.schema_errors(body[0]) if body is not None and len(body) else ["no Body"]
-            if errors:  # CBAS-01; the bank would answer SCHEMA_INVALID: do not spend a call
-                raise RejectedError(
-                    f"{self._what(operation)}: request does not match the XSD: "
-                    + "; ".join(errors[:5]),
-                    code="invalid-request",
-                )
-        try:
-            reply: SoapReply[Any] = await self._soap.call(operation, envelope)
-        except ResponseVerificationError:
-            raise
-        except TransientError as exc:
-            if exc.code == "not-soap":
-                # CBAS-07: a 200 or 500 whose body is not a SOAP envelope fails the first check
-                # of §4 like any other unverifiable answer: discarded, transient, and recorded
-                # as a security event (the endpoint answered with something it must not).
-                raise ResponseVerificationError(str(exc), code="not-soap") from exc
-            raise
+        # CBAS-01: a request the bank would answer SCHEMA_INVALID is not sent.
+        envelope = common.build_request(
+            lambda: self._soap.build(operation, **payload), what=self._what(operation),
+            soap_ns=SOAP11_NS, errors_of=codec.schema_errors if self._validate_requests else None,
+        )
+        # CBAS-07: a 200 or 500 whose body is not a SOAP envelope is a discarded answer.
+        reply: SoapReply[Any] = await common.call_verified(self._soap.call(operation, envelope))
         if reply.fault is not None:
             raise self._fault_error(operation, reply.fault)
         return reply

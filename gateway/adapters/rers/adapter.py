@@ -210,31 +210,18 @@ class RersAdapter:
         self, operation: str, payload: Mapping[str, Any], request_id: str
     ) -> SoapReply[VerifiedPayload]:
         """Build, check, sign and send one request; return the verified, non-fault reply."""
-        try:
-            envelope = codec.wire_envelope(self._soap.build(operation, **payload))
-        except ValueError as exc:
-            raise RejectedError(f"{self._what(operation)}: {exc}", code="invalid-request") from exc
-        if self._validate_requests:
-            body = envelope.find(f"{{{SOAP12_NS}}}Body")
-            errors = codec.schema_errors(body[0]) if body is not None and len(body) else ["no Body"]
-            if errors:  # RERS-02; the registry would answer SCHEMA_INVALID: do not spend a call
-                raise RejectedError(
-                    f"{self._what(operation)}: request does not match the XSD: "
-                    + "; ".join(errors[:5]),
-                    code="invalid-request",
-                )
-        try:
-            # RERS-01: POST, application/soap+xml with the action; 200, or a fault with 400/500.
-            # A timeout after sending surfaces as OutcomeTimeoutError (RERS-21).
-            reply: SoapReply[VerifiedPayload] = await self._soap.call(operation, envelope)
-        except ResponseVerificationError:
-            raise
-        except TransientError as exc:
-            if exc.code == "not-soap":
-                # RERS-07: a 200, 400 or 500 whose body is not a SOAP 1.2 envelope cannot be
-                # verified: discarded, transient, and a security event like any other.
-                raise ResponseVerificationError(str(exc), code="not-soap") from exc
-            raise
+        # RERS-02: a request the registry would answer SCHEMA_INVALID is not sent.
+        envelope = common.build_request(
+            lambda: codec.wire_envelope(self._soap.build(operation, **payload)),
+            what=self._what(operation), soap_ns=SOAP12_NS,
+            errors_of=codec.schema_errors if self._validate_requests else None,
+        )
+        # RERS-01: POST, application/soap+xml with the action; 200, or a fault with 400/500.
+        # A timeout after sending surfaces as OutcomeTimeoutError (RERS-21). RERS-07: a body
+        # that is not a SOAP 1.2 envelope cannot be verified: discarded, transient.
+        reply: SoapReply[VerifiedPayload] = await common.call_verified(
+            self._soap.call(operation, envelope)
+        )
         self._check_binding(operation, reply, request_id)
         if reply.fault is not None:
             raise self._fault_error(operation, reply.fault, reply.verified)
