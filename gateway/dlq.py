@@ -63,7 +63,10 @@ async def run(config: GatewayConfig, command: str, *, work_id: int | None = None
                 replayed, too_old = await store.replay(agency_id=agency, deadline_at=deadline)
             else:
                 assert work_id is not None
-                await store.dead_letter(work_id)  # NotFoundError when it is not one
+                letter = await store.dead_letter(work_id)  # NotFoundError when it is not one
+                if letter.agency_id not in {a.id for a in config.agencies}:
+                    raise GatewayError(f"dead letter {work_id} belongs to agency "
+                                       f"{letter.agency_id!r}, which is not in the configuration")
                 replayed, too_old = await store.replay(work_ids=[work_id], deadline_at=deadline)
             out(f"replayed {len(replayed)} item(s) with their request ids"
                 + (f"; {len(too_old)} older than 89 days not replayed (the agency may have "

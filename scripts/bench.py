@@ -36,12 +36,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_common as bc  # noqa: E402
-import bench_fanout  # noqa: E402
-import bench_floor  # noqa: E402
-import bench_latency  # noqa: E402
-import bench_soap  # noqa: E402
-from gateway import testing  # noqa: E402
+import bench_common as bc
+import bench_fanout
+import bench_floor
+import bench_latency
+import bench_soap
+
+from gateway import testing
 
 ROOT = bc.ROOT
 OUT = ROOT / "docs" / "benchmarks.md"
@@ -132,7 +133,7 @@ def floor(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for i in range(args.rounds):
         r = asyncio.run(bench_floor.floor_round(
             work / "floor", people, concurrency=args.floor_concurrency,
-            pending_polls=args.pending_polls, relay_first=i % 2 == 1))
+            pending_polls=args.pending_polls, other_first=i % 2 == 1))
         print(f"floor round {i + 1}: gateway {r['gateway']['calls_per_s']:.0f} calls/s, "
               f"relay {r['relay']['calls_per_s']:.0f} calls/s, ratio {r['ratio']:.2f}",
               flush=True)
@@ -150,7 +151,7 @@ def soap(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for i in range(args.rounds):
         r = asyncio.run(bench_soap.soap_round(
             work / "soap", people, concurrency=args.soap_concurrency,
-            pending_polls=args.pending_polls, zeep_first=i % 2 == 1))
+            pending_polls=args.pending_polls, other_first=i % 2 == 1))
         print(f"SOAP round {i + 1}: gateway {r['gateway']['calls_per_s']:.1f} inquiries/s, "
               f"zeep {r['zeep']['calls_per_s']:.1f}/s, ratio {r['ratio']:.2f}", flush=True)
         rounds.append(r)
@@ -343,7 +344,7 @@ def report(args: argparse.Namespace, res: dict[str, Any], started: float, cmd: s
           f"{verdict(la['exchange']['added_p99'] < 0.005)} |")
     pr = res.get("profile")
     if pr:
-        w(f"| 6 | profile of the gateway under load | "
+        w("| 6 | profile of the gateway under load | "
           + ("see section 6" if "top" in pr else f"skipped: {pr['skipped']}") + " | - |")
     w("")
 

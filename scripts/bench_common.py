@@ -10,6 +10,7 @@ followed until every (subject, agency) pair is final.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -19,7 +20,7 @@ import sqlite3
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -356,3 +357,40 @@ async def wait_http_ok(url: str, timeout: float = 30.0) -> None:
                         return
             await asyncio.sleep(0.1)
     raise GatewayError(f"nothing answered at {url} within {timeout:.0f} s")
+
+
+Run = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def paired_round(workdir: Path, people: list[Any], ours: Run, theirs: Run, name: str, *,
+                       concurrency: int, pending_polls: int, theirs_first: bool
+                       ) -> dict[str, Any]:
+    """One run of the gateway and one of its competitor, back to back. The order alternates
+    between rounds, so a drift in the machine's load does not always favour the same side."""
+    kw = {"concurrency": concurrency, "pending_polls": pending_polls}
+    if theirs_first:
+        other = await theirs(workdir / name, people, **kw)
+        gateway = await ours(workdir / "gateway", people, **kw)
+    else:
+        gateway = await ours(workdir / "gateway", people, **kw)
+        other = await theirs(workdir / name, people, **kw)
+    return {"gateway": gateway, name: other,
+            "ratio": gateway["calls_per_s"] / other["calls_per_s"]}
+
+
+def paired_main(doc: str, round_fn: Callable[..., Awaitable[dict[str, Any]]], *,
+                subjects: int, concurrency: int, workdir: str) -> int:
+    """The command line both comparison scripts share: rounds of ``round_fn``, JSON out."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--subjects", type=int, default=subjects)
+    p.add_argument("--concurrency", type=int, default=concurrency)
+    p.add_argument("--pending-polls", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--workdir", type=Path, default=Path(workdir))
+    args = p.parse_args()
+    people = testing.subjects(args.subjects, seed=2026)
+    for i in range(args.rounds):
+        r = asyncio.run(round_fn(args.workdir, people, concurrency=args.concurrency,
+                                 pending_polls=args.pending_polls, other_first=i % 2 == 1))
+        print(json.dumps(r, indent=1))
+    return 0

@@ -11,7 +11,6 @@ Run alone: ``python scripts/bench_floor.py --subjects 2000 --concurrency 2000``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import shutil
@@ -20,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-
 import bench_common as bc
+
 from gateway import demo, testing
 
 
@@ -102,34 +101,15 @@ async def relay_run(workdir: Path, people: list[testing.SyntheticSubject], *,
 
 
 async def floor_round(workdir: Path, people: list[testing.SyntheticSubject], *, concurrency: int,
-                      pending_polls: int, relay_first: bool) -> dict[str, Any]:
-    """One gateway run and one relay run, back to back (the order alternates between rounds,
-    so a drift in the machine's load does not always favour the same side)."""
-    kw = {"concurrency": concurrency, "pending_polls": pending_polls}
-    if relay_first:
-        relay = await relay_run(workdir / "relay", people, **kw)
-        gateway = await gateway_run(workdir / "gateway", people, **kw)
-    else:
-        gateway = await gateway_run(workdir / "gateway", people, **kw)
-        relay = await relay_run(workdir / "relay", people, **kw)
-    return {"gateway": gateway, "relay": relay,
-            "ratio": gateway["calls_per_s"] / relay["calls_per_s"]}
+                      pending_polls: int, other_first: bool) -> dict[str, Any]:
+    return await bc.paired_round(workdir, people, gateway_run, relay_run, "relay",
+                              concurrency=concurrency, pending_polls=pending_polls,
+                              theirs_first=other_first)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--subjects", type=int, default=20_000)
-    p.add_argument("--concurrency", type=int, default=4000)
-    p.add_argument("--pending-polls", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--workdir", type=Path, default=Path("/tmp/bench-floor"))
-    args = p.parse_args()
-    people = testing.subjects(args.subjects, seed=2026)
-    for i in range(args.rounds):
-        r = asyncio.run(floor_round(args.workdir, people, concurrency=args.concurrency,
-                                    pending_polls=args.pending_polls, relay_first=i % 2 == 1))
-        print(json.dumps(r, indent=1))
-    return 0
+    return bc.paired_main(__doc__ or "", floor_round, subjects=20_000, concurrency=4000,
+                       workdir="/tmp/bench-floor")
 
 
 if __name__ == "__main__":

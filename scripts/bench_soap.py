@@ -11,7 +11,6 @@ Run alone: ``python scripts/bench_soap.py --subjects 1000 --concurrency 500``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_common as bc
+
 from gateway import testing
 from gateway.adapters.cbas import codec
 
@@ -84,32 +84,15 @@ async def zeep_run(workdir: Path, people: list[testing.SyntheticSubject], *,
 
 
 async def soap_round(workdir: Path, people: list[testing.SyntheticSubject], *, concurrency: int,
-                     pending_polls: int, zeep_first: bool) -> dict[str, Any]:
-    kw = {"concurrency": concurrency, "pending_polls": pending_polls}
-    if zeep_first:
-        zeep = await zeep_run(workdir / "zeep", people, **kw)
-        gateway = await gateway_run(workdir / "gateway", people, **kw)
-    else:
-        gateway = await gateway_run(workdir / "gateway", people, **kw)
-        zeep = await zeep_run(workdir / "zeep", people, **kw)
-    return {"gateway": gateway, "zeep": zeep,
-            "ratio": gateway["calls_per_s"] / zeep["calls_per_s"]}
+                     pending_polls: int, other_first: bool) -> dict[str, Any]:
+    return await bc.paired_round(workdir, people, gateway_run, zeep_run, "zeep",
+                              concurrency=concurrency, pending_polls=pending_polls,
+                              theirs_first=other_first)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--subjects", type=int, default=1000)
-    p.add_argument("--concurrency", type=int, default=500)
-    p.add_argument("--pending-polls", type=int, default=1)
-    p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--workdir", type=Path, default=Path("/tmp/bench-soap"))
-    args = p.parse_args()
-    people = testing.subjects(args.subjects, seed=2026)
-    for i in range(args.rounds):
-        r = asyncio.run(soap_round(args.workdir, people, concurrency=args.concurrency,
-                                   pending_polls=args.pending_polls, zeep_first=i % 2 == 1))
-        print(json.dumps(r, indent=1))
-    return 0
+    return bc.paired_main(__doc__ or "", soap_round, subjects=1000, concurrency=500,
+                       workdir="/tmp/bench-soap")
 
 
 if __name__ == "__main__":

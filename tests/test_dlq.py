@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 
 from gateway import testing
@@ -117,3 +118,32 @@ async def test_dlq_mistakes_are_one_line(tmp_path: Path) -> None:
     assert code != 0 and err.startswith("gateway: no dead letter 12345")
     code, _, err = await dlq("replay", "--all", "--agency", "nope", "--config", str(cfg_path))
     assert code != 0 and "no agency 'nope'" in err
+
+
+async def test_replaying_an_item_of_an_agency_no_longer_configured_is_refused(
+        tmp_path: Path) -> None:
+    import datetime as dt
+
+    from gateway.store import open_store
+    from gateway.store.base import Attempt, Completion, NewControl, WorkState
+
+    cfg_path = write_config(tmp_path, "http://127.0.0.1:9")
+    store = open_store(load_config(cfg_path).store_url)
+    await store.open()
+    now = dt.datetime.now(dt.UTC)
+    try:
+        await store.create_control(NewControl(
+            owner="court-110105", request_id=str(uuid.uuid4()), court_code="110105",
+            agency_id="gone", action="vehicle.seize", payload_json="{}",
+            deadline_at=now + dt.timedelta(hours=1)))
+        [item] = await store.claim(agency_id="gone", limit=1, lease_seconds=30, now=now)
+        await store.complete([Completion(
+            work_id=item.work_id, lease_token=item.lease_token, state=WorkState.FAILED,
+            attempt=Attempt(started_at=now, finished_at=now, outcome="rejected"),
+            error={"class": "RejectedError", "code": "x", "message": "no"})])
+    finally:
+        await store.close()
+    code, _, err = await dlq("replay", str(item.work_id), "--config", str(cfg_path))
+    assert code != 0 and "agency 'gone'" in err and "not in the configuration" in err
+    code, out, _ = await dlq("list", "--config", str(cfg_path))
+    assert str(item.work_id) in out  # still a dead letter, untouched

@@ -344,7 +344,10 @@ class SoapTransport(Generic[V]):
         try:
             verified = self._verifier(response.body)
         except XmlSecurityError as exc:
-            if exc.code == "SCHEMA_INVALID":  # a proxy's error page, not a security event
+            # Not a SOAP envelope at all: the transport says so with its own code and leaves the
+            # verdict to the adapter (both SOAP adapters discard it as a security event, since a
+            # 200 or 500 from the agency's endpoint must be a signed envelope; CBAS-07).
+            if exc.code == "SCHEMA_INVALID":
                 raise TransientError(
                     f"{what}: HTTP {status} without a SOAP envelope: {exc.message}",
                     code="not-soap",

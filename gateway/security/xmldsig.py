@@ -100,8 +100,9 @@ class XmlSecurityError(Exception):
     """A received message failed a signature profile's checks; ``code`` is the ICD fault code.
 
     Both SOAP ICDs use the same four codes. The agency side answers with a fault of that code;
-    the court side discards the response as transient (CBAS-07), except ``SCHEMA_INVALID``
-    (not XML, or not SOAP at all), which is no security event.
+    the court side discards the response as transient (CBAS-07). ``SCHEMA_INVALID`` (not XML,
+    or not SOAP at all) reaches the adapter as the transport's ``not-soap``; the adapters record
+    it as a security event too.
     """
 
     def __init__(self, code: SecurityCode, message: str) -> None:
