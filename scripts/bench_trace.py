@@ -15,15 +15,20 @@ wrappers installed before it starts:
   that fires late because the event loop is busy is the gateway's time).
 
 ``added = call time - time in the agency - protocol waits``: signing, verifying, schema checks,
-decoding, the checkpoint and completion commits, and any time spent waiting for the event loop.
-Per HTTP exchange the same split is made around the adapter's ``_exchange``. At exit (SIGTERM)
-one JSON object per line is written: ``{"kind": "call"|"exchange", "total": s, "agency": s}``.
+decoding, the completion's commit, and any time spent waiting for the event loop. Per HTTP
+exchange the same split is made around the adapter's ``_exchange``. Also timed, to say where the
+added time goes: each wait for a checkpoint and for a completion to be durable (``Dispatcher``'s
+``checkpoint`` and ``complete``), how late the loop runs a 10 ms timer (``lag``), and each
+collection of the garbage collector (``gc0``-``gc2``). At exit (SIGTERM) one JSON object per line
+is written: ``{"kind": ..., "total": s, "agency": s}``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextvars
+import gc
 import json
 import os
 import sys
@@ -78,6 +83,46 @@ def _install() -> None:
         records.append(("call", time.perf_counter() - t0, acc[0]))
 
     _Lane._run_item = timed_item  # type: ignore[method-assign]
+
+    from gateway.dispatch.dispatcher import Dispatcher
+
+    for name in ("checkpoint", "complete"):
+        original = getattr(Dispatcher, name)
+
+        async def timed_store(self: Any, *args: Any, __original: Any = original,
+                              __name: str = name, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await __original(self, *args, **kwargs)
+            finally:
+                records.append((__name, time.perf_counter() - t0, 0.0))
+
+        setattr(Dispatcher, name, timed_store)
+
+    # How late the event loop runs a timer (sampled every 10 ms while the dispatcher runs), and
+    # each collection of the garbage collector: the two things that stall every call at once.
+    start = Dispatcher.start
+
+    async def sample_lag() -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.01)
+            records.append(("lag", time.perf_counter() - t0 - 0.01, 0.0))
+
+    async def start_with_sampler(self: Any) -> None:
+        await start(self)
+        self._tasks.append(asyncio.create_task(sample_lag()))
+
+    Dispatcher.start = start_with_sampler  # type: ignore[method-assign]
+    began: list[float] = [0.0]
+
+    def collected(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            records.append((f"gc{info['generation']}", time.perf_counter() - began[0], 0.0))
+
+    gc.callbacks.append(collected)
 
     for adapter in (VrsAdapter, CbasAdapter):
         init_adapter = adapter.__init__

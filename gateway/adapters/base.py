@@ -7,6 +7,7 @@ persistence and metrics wrap it from the dispatcher. Third-party adapters plug i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -32,6 +33,25 @@ Checkpoint = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 async def _no_checkpoint(_state: Mapping[str, Any]) -> None:
     return None
+
+
+async def before_poll(
+    call: AgencyCall,
+    save: Mapping[str, Any] | None,
+    wait: float,
+    sleep: Callable[[float], Awaitable[None]],
+) -> None:
+    """Get ready for the next poll: store ``save`` (when given) durably and wait out the
+    ``wait`` seconds the agency asked for, side by side. Both are over before the poll goes out,
+    so a crash after it still finds the checkpoint, and the commit costs the call no time of
+    its own: it runs while the protocol makes us wait anyway."""
+    if save is None:
+        if wait > 0:
+            await sleep(wait)
+    elif wait > 0:
+        await asyncio.gather(call.checkpoint(save), sleep(wait))
+    else:
+        await call.checkpoint(save)
 
 
 @dataclass(frozen=True, slots=True)

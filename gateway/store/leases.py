@@ -9,14 +9,17 @@ UPDATE ... FROM and two INSERT ... SELECT per group, whatever its size.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, Text, and_, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import FromClause
+from sqlalchemy import Integer, Select, Table, Text, and_, bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.elements import BindParameter
 
 from gateway.store.base import (
     Attempt,
@@ -27,11 +30,20 @@ from gateway.store.base import (
     WorkState,
 )
 from gateway.store.engine import Database
-from gateway.store.rows import CompletionRows, aware, check_completion, dump, load, row_set, utcnow
+from gateway.store.rows import (
+    CompletionRows,
+    RowSet,
+    aware,
+    check_completion,
+    dump,
+    load,
+    utcnow,
+)
 from gateway.store.schema import (
     EPOCH,
     PK,
     WAITING_ONLY,
+    UtcDateTime,
     attempts,
     batches,
     control_requests,
@@ -62,154 +74,95 @@ class LeaseOps:
         now = aware("now", now)
         token = str(uuid.uuid4())  # one lease per claim; completions and release carry it
         expires = now + dt.timedelta(seconds=lease_seconds)
-        query = claim_query(agency_id, now, min(limit, MAX_CLAIM))
-        async with self._db.write() as conn:
-            rows = (await conn.execute(query)).all()
-            if rows:
-                await conn.execute(
-                    update(work)
-                    .where(work.c.pk.in_([row.pk for row in rows]))
-                    .values(
-                        state=WorkState.IN_FLIGHT.value,
-                        lease_token=token,
-                        lease_expires_at=expires,
-                        ready_at=expires,
-                        updated_at=utcnow(),
-                    )
+        st = _statements(self._backend)
+
+        def transaction(conn: Connection) -> list[WorkItem]:
+            rows = conn.execute(
+                st.claim, {"agency_id": agency_id, "now": now, "limit": min(limit, MAX_CLAIM)}
+            ).all()
+            if not rows:
+                return []
+            conn.execute(st.lease, {"pks": [row.pk for row in rows], "token": token,
+                                    "expires": expires, "now": utcnow()})
+            return [
+                WorkItem(
+                    work_id=row.pk,
+                    kind=WorkKind(row.kind),
+                    agency_id=agency_id,
+                    request_id=row.request_id,
+                    command=json.loads(row.command),
+                    attempts=row.attempts,
+                    tries=row.tries,
+                    checkpoint=load(row.checkpoint_json) or {},
+                    deadline_at=row.deadline_at,
+                    lease_token=token,
                 )
-        return [
-            WorkItem(
-                work_id=row.pk,
-                kind=WorkKind(row.kind),
-                agency_id=agency_id,
-                request_id=row.request_id,
-                command=json.loads(row.command),
-                attempts=row.attempts,
-                tries=row.tries,
-                checkpoint=load(row.checkpoint_json) or {},
-                deadline_at=row.deadline_at,
-                lease_token=token,
-            )
-            for row in rows
-        ]
+                for row in rows
+            ]
+
+        return await self._db.run_write(transaction)
 
     async def save_checkpoint(
         self, work_id: int, lease_token: str, state: Mapping[str, Any]
     ) -> None:
-        # Ignored, like a completion, once the lease is lost: the item is someone else's now.
-        async with self._db.write() as conn:
-            await conn.execute(
-                update(work)
-                .where(
-                    work.c.pk == work_id,
-                    work.c.state == WorkState.IN_FLIGHT.value,
-                    work.c.lease_token == lease_token,
-                )
-                .values(checkpoint_json=dump(state), updated_at=utcnow())
-            )
+        await self.save_checkpoints([(work_id, lease_token, state)])
 
     async def save_checkpoints(
         self, checkpoints: Sequence[tuple[int, str, Mapping[str, Any]]]
     ) -> None:
         """Several ``save_checkpoint`` calls as one transaction (the dispatcher groups them):
-        each (work_id, lease_token, state) applies only under its lease, as there."""
+        each (work_id, lease_token, state) applies only under its lease, and is ignored, like a
+        completion, once the lease is lost: the item is someone else's now."""
         if not checkpoints:
-            return
-        if len(checkpoints) == 1:
-            await self.save_checkpoint(*checkpoints[0])
             return
         latest = {work_id: (token, state) for work_id, token, state in checkpoints}
         pks = sorted(latest)
-        rs = row_set(
-            self._backend,
-            pk=(PK, pks),
-            token=(Text(), [latest[pk][0] for pk in pks]),
-            state=(Text(), [dump(latest[pk][1]) for pk in pks]),
-        )
-        async with self._db.write() as conn:
-            await conn.execute(
-                update(work)
-                .where(
-                    work.c.pk == rs.c.pk,
-                    work.c.state == WorkState.IN_FLIGHT.value,
-                    work.c.lease_token == rs.c.token,
-                )
-                .values(checkpoint_json=rs.c.state, updated_at=utcnow())
-            )
+        st = _statements(self._backend)
+        params = {
+            **st.checkpoint_rows.params(
+                pk=pks,
+                token=[latest[pk][0] for pk in pks],
+                state=[dump(latest[pk][1]) for pk in pks],
+            ),
+            "now": utcnow(),
+        }
+        await self._db.run_write(lambda conn: conn.execute(st.checkpoint, params))
 
     async def complete(self, completions: Sequence[Completion]) -> int:
         if not completions:
             return 0
         for completion in completions:
             check_completion(completion)
-        ids = sorted({c.work_id for c in completions})
-        async with self._db.write() as conn:
-            # Locked in pk order (PostgreSQL), so overlapping completions cannot deadlock, and a
-            # concurrent claim of an expired lease either skips these rows or is seen here.
-            live = {
-                row.pk: row
-                for row in await conn.execute(
-                    select(
-                        work.c.pk,
-                        work.c.batch_pk,
-                        work.c.item_seq,
-                        work.c.agency_id,
-                        work.c.request_id,
-                        work.c.attempts,
-                        work.c.tries,
-                        work.c.lease_token,
-                    )
-                    .where(work.c.pk.in_(ids), work.c.state == WorkState.IN_FLIGHT.value)
-                    .order_by(work.c.pk)
-                    .with_for_update()
-                )
-            }
-            applied: list[tuple[Completion, Any]] = []
-            for completion in completions:
-                row = live.get(completion.work_id)
-                if row is not None and row.lease_token == completion.lease_token:
-                    del live[completion.work_id]  # a second completion of it in this list loses
-                    applied.append((completion, row))
-            if not applied:
-                return 0
-            await self._apply(conn, applied)
-        return len(applied)
+        return await self._db.run_write(self._complete, completions)
 
-    async def _apply(self, conn: AsyncConnection, applied: list[tuple[Completion, Any]]) -> None:
+    def _complete(self, conn: Connection, completions: Sequence[Completion]) -> int:
+        st = _statements(self._backend)
+        ids = sorted({c.work_id for c in completions})
+        # Locked in pk order (PostgreSQL), so overlapping completions cannot deadlock, and a
+        # concurrent claim of an expired lease either skips these rows or is seen here.
+        live = {row.pk: row for row in conn.execute(st.live, {"pks": ids})}
+        applied: list[tuple[Completion, Any]] = []
+        for completion in completions:
+            row = live.get(completion.work_id)
+            if row is not None and row.lease_token == completion.lease_token:
+                del live[completion.work_id]  # a second completion of it in this list loses
+                applied.append((completion, row))
+        if not applied:
+            return 0
         rows = CompletionRows()
         for completion, row in applied:
             rows.add(completion, row)
-        w = row_set(self._backend, **rows.work)
-        await conn.execute(
-            update(work)
-            .where(work.c.pk == w.c.pk)
-            .values(
-                state=w.c.state,
-                attempts=w.c.attempts,
-                tries=w.c.tries,
-                ready_at=w.c.ready,
-                next_attempt_at=w.c.next,
-                lease_token=None,
-                lease_expires_at=None,
-                result_json=w.c.result,
-                error_json=w.c.error,
-                updated_at=utcnow(),
-            )
-        )
-        await _insert_rows(conn, attempts, row_set(self._backend, **rows.attempts))
+        conn.execute(st.finish, {**st.finish_rows.bind(rows.work), "now": utcnow()})
+        conn.execute(st.add_attempts, st.attempt_rows.bind(rows.attempts))
         batch_pks = sorted(set(rows.results["batch_pk"][1]))
         if batch_pks:
             if self._pg:
                 # Cursors come from a sequence, handed out in call order but committed in any
                 # order; a reader resuming after cursor 11 would never see a 10 committed later.
                 # Holding the batch row from allocation to commit makes the two orders agree.
-                await conn.execute(
-                    select(batches.c.pk)
-                    .where(batches.c.pk.in_(batch_pks))
-                    .order_by(batches.c.pk)
-                    .with_for_update(key_share=True)  # FOR NO KEY UPDATE: FK checks still pass
-                )
-            await _insert_rows(conn, results, row_set(self._backend, **rows.results))
+                conn.execute(st.hold_batches, {"pks": batch_pks})
+            conn.execute(st.add_results, st.result_rows.bind(rows.results))
+        return len(applied)
 
     async def extend_leases(
         self, lease_tokens: Sequence[str], *, lease_seconds: float, now: dt.datetime
@@ -217,13 +170,13 @@ class LeaseOps:
         if not lease_tokens:
             return
         expires = now + dt.timedelta(seconds=lease_seconds)
-        async with self._db.write() as conn:
-            await conn.execute(
-                update(work)
-                .where(work.c.lease_token.in_(list(lease_tokens)),
-                       work.c.state == WorkState.IN_FLIGHT.value)
-                .values(lease_expires_at=expires, ready_at=expires, updated_at=utcnow())
-            )
+        statement = (
+            update(work)
+            .where(work.c.lease_token.in_(list(lease_tokens)),
+                   work.c.state == WorkState.IN_FLIGHT.value)
+            .values(lease_expires_at=expires, ready_at=expires, updated_at=utcnow())
+        )
+        await self._db.run_write(lambda conn: conn.execute(statement))
 
     async def release(self, lease_tokens: Sequence[str]) -> None:
         if not lease_tokens:
@@ -269,17 +222,15 @@ class LeaseOps:
         return found
 
     async def record_security_event(self, event: SecurityEvent) -> None:
-        async with self._db.write() as conn:
-            await conn.execute(
-                insert(security_events).values(
-                    at=aware("at", event.at),
-                    agency_id=event.agency_id,
-                    kind=event.kind,
-                    detail=event.detail,
-                    work_pk=event.work_id,
-                    extra_json=dump(event.extra),
-                )
-            )
+        statement = insert(security_events).values(
+            at=aware("at", event.at),
+            agency_id=event.agency_id,
+            kind=event.kind,
+            detail=event.detail,
+            work_pk=event.work_id,
+            extra_json=dump(event.extra),
+        )
+        await self._db.run_write(lambda conn: conn.execute(statement))
 
     async def security_events(self, *, limit: int = 100) -> list[SecurityEvent]:
         """The most recent events first."""
@@ -319,8 +270,9 @@ class LeaseOps:
         ]
 
 
-def claim_query(agency_id: str, now: dt.datetime, limit: int) -> Select[Any]:
-    """The ready work of one agency, oldest first, with its command, locked (PostgreSQL)."""
+def claim_query(agency_id: Any, now: Any, limit: Any) -> Select[Any]:
+    """The ready work of one agency, oldest first, with its command, locked (PostgreSQL);
+    each argument a value or a bind parameter."""
     return (
         select(
             work.c.pk,
@@ -344,8 +296,92 @@ def claim_query(agency_id: str, now: dt.datetime, limit: int) -> Select[Any]:
     )
 
 
-async def _insert_rows(conn: AsyncConnection, table: Table, rs: FromClause) -> None:
+def _insert_from(table: Table, rs: RowSet) -> Insert:
+    """INSERT INTO table (the row set's columns) SELECT them in the row set's order."""
     names = [c.name for c in rs.c if c.name != "ord"]
-    await conn.execute(
-        insert(table).from_select(names, select(*(rs.c[n] for n in names)).order_by(rs.c.ord))
+    return insert(table).from_select(names, select(*(rs.c[n] for n in names)).order_by(rs.c.ord))
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The dispatcher's statements for one backend, built once (see ``RowSet``)."""
+
+    claim: Select[Any]
+    lease: Update
+    checkpoint_rows: RowSet
+    checkpoint: Update
+    live: Select[Any]
+    finish_rows: RowSet
+    finish: Update
+    attempt_rows: RowSet
+    add_attempts: Insert
+    hold_batches: Select[Any]
+    result_rows: RowSet
+    add_results: Insert
+
+
+@functools.cache
+def _statements(backend: str) -> _Statements:
+    pks: BindParameter[Any] = bindparam("pks", expanding=True)
+    now = bindparam("now", type_=UtcDateTime())
+    cp = RowSet(backend, "cp", pk=PK, token=Text(), state=Text())
+    types = CompletionRows()
+    w = RowSet.of(backend, "w", types.work)
+    a = RowSet.of(backend, "a", types.attempts)
+    r = RowSet.of(backend, "r", types.results)
+    expires = bindparam("expires", type_=UtcDateTime())
+    return _Statements(
+        claim=claim_query(bindparam("agency_id", type_=Text()), now,
+                          bindparam("limit", type_=Integer())),
+        lease=update(work).where(work.c.pk.in_(pks)).values(
+            state=WorkState.IN_FLIGHT.value,
+            lease_token=bindparam("token", type_=Text()),
+            lease_expires_at=expires,
+            ready_at=expires,
+            updated_at=now,
+        ),
+        checkpoint_rows=cp,
+        checkpoint=update(work)
+        .where(
+            work.c.pk == cp.c.pk,
+            work.c.state == WorkState.IN_FLIGHT.value,
+            work.c.lease_token == cp.c.token,
+        )
+        .values(checkpoint_json=cp.c.state, updated_at=now),
+        live=select(
+            work.c.pk,
+            work.c.batch_pk,
+            work.c.item_seq,
+            work.c.agency_id,
+            work.c.request_id,
+            work.c.attempts,
+            work.c.tries,
+            work.c.lease_token,
+        )
+        .where(work.c.pk.in_(pks), work.c.state == WorkState.IN_FLIGHT.value)
+        .order_by(work.c.pk)
+        .with_for_update(),
+        finish_rows=w,
+        finish=update(work)
+        .where(work.c.pk == w.c.pk)
+        .values(
+            state=w.c.state,
+            attempts=w.c.attempts,
+            tries=w.c.tries,
+            ready_at=w.c.ready,
+            next_attempt_at=w.c.next,
+            lease_token=None,
+            lease_expires_at=None,
+            result_json=w.c.result,
+            error_json=w.c.error,
+            updated_at=now,
+        ),
+        attempt_rows=a,
+        add_attempts=_insert_from(attempts, a),
+        hold_batches=select(batches.c.pk)
+        .where(batches.c.pk.in_(pks))
+        .order_by(batches.c.pk)
+        .with_for_update(key_share=True),  # FOR NO KEY UPDATE: FK checks still pass
+        result_rows=r,
+        add_results=_insert_from(results, r),
     )

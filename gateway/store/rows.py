@@ -50,28 +50,59 @@ def load(value: str | None) -> dict[str, Any] | None:
     return None if value is None else dict(json.loads(value))
 
 
-def row_set(backend: str, **columns: Column) -> FromClause:
-    """The rows ``zip(*columns.values())`` as a FROM clause with those column names plus
-    ``ord``, their position (order by it: inserts then take pks in the caller's order)."""
-    names = list(columns)
-    if backend == "postgresql":
-        return (
-            func.unnest(*(bindparam(None, list(v), type_=ARRAY(t)) for t, v in columns.values()))
-            .table_valued(*names, with_ordinality="ord")
-            .render_derived(name="row_set")
-        )
-    # SQLite: one JSON array of row arrays. Bind processing is bypassed, so apply it here.
-    stored = [
-        [to_micros(x) for x in v] if isinstance(t, UtcDateTime) else v for t, v in columns.values()
-    ]
-    each = func.json_each(
-        bindparam(None, json.dumps(list(zip(*stored, strict=True))), type_=Text())
-    ).table_valued("value", "key")
-    picked = [
-        func.json_extract(each.c.value, f"$[{i}]", type_=t).label(name)
-        for i, (name, (t, _)) in enumerate(zip(names, columns.values(), strict=True))
-    ]
-    return select(*picked, each.c.key.label("ord")).subquery("row_set")
+class RowSet:
+    """Rows passed as parameters and expanded server-side, as a FROM clause with the given
+    column names plus ``ord``, each row's position (order by it: inserts then take pks in the
+    caller's order).
+
+    Built once into a statement, bound anew on each execution (``params``): a statement built
+    once keeps its SQLAlchemy cache key and compiled form, where one built per call costs more
+    CPU than SQLite takes to run it. ``name`` keeps the parameters of two row sets in one
+    statement apart.
+    """
+
+    def __init__(self, backend: str, name: str, **types: TypeEngine[Any]) -> None:
+        self._backend, self._name, self._types = backend, name, types
+        names = list(types)
+        self.table: FromClause
+        if backend == "postgresql":
+            self.table = (
+                func.unnest(*(bindparam(f"{name}_{c}", type_=ARRAY(t)) for c, t in types.items()))
+                .table_valued(*names, with_ordinality="ord")
+                .render_derived(name=name)
+            )
+        else:
+            # SQLite: one JSON array of row arrays. Bind processing is bypassed, so ``params``
+            # applies it.
+            each = func.json_each(bindparam(name, type_=Text())).table_valued("value", "key")
+            picked = [
+                func.json_extract(each.c.value, f"$[{i}]", type_=t).label(c)
+                for i, (c, t) in enumerate(types.items())
+            ]
+            self.table = select(*picked, each.c.key.label("ord")).subquery(name)
+        self.c = self.table.c
+
+    def params(self, **columns: Sequence[Any]) -> dict[str, Any]:
+        """The parameters binding the rows ``zip(*columns.values())`` (every column named)."""
+        if columns.keys() != self._types.keys():
+            raise ValueError(f"row set {self._name}: columns {sorted(columns)}, "
+                             f"expected {sorted(self._types)}")
+        if self._backend == "postgresql":
+            return {f"{self._name}_{c}": list(columns[c]) for c in self._types}
+        stored = [
+            [to_micros(x) for x in columns[c]] if isinstance(t, UtcDateTime) else columns[c]
+            for c, t in self._types.items()
+        ]
+        return {self._name: json.dumps(list(zip(*stored, strict=True)))}
+
+    @classmethod
+    def of(cls, backend: str, name: str, columns: Mapping[str, Column]) -> RowSet:
+        """The row set for columns kept as (type, values), as ``CompletionRows`` keeps them."""
+        return cls(backend, name, **{c: t for c, (t, _) in columns.items()})
+
+    def bind(self, columns: Mapping[str, Column]) -> dict[str, Any]:
+        """``params`` for columns kept as (type, values)."""
+        return self.params(**{c: v for c, (_, v) in columns.items()})
 
 
 class BatchSpool:

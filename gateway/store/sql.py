@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +23,17 @@ from sqlalchemy import (
     Integer,
     Row,
     Text,
+    bindparam,
     func,
     insert,
     literal,
     select,
     text,
 )
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.dml import Insert, ReturningInsert
 
 from gateway.errors import ConflictError, NotFoundError, StoreUnavailableError
 from gateway.store.base import (
@@ -48,9 +52,9 @@ from gateway.store.engine import Database
 from gateway.store.leases import LeaseOps
 from gateway.store.rows import (
     BatchSpool,
+    RowSet,
     aware,
     load,
-    row_set,
     utcnow,
 )
 from gateway.store.schema import (
@@ -65,6 +69,10 @@ from gateway.store.schema import (
     results,
     work,
 )
+
+# Work rows up to which a batch is stored on the event loop (SQLite: a few ms at most); larger
+# batches go to the store's writer thread so the loop serves calls meanwhile.
+INLINE_ROWS = 500
 
 
 class SqlStore(LeaseOps, DeadLetterOps):
@@ -149,62 +157,9 @@ class SqlStore(LeaseOps, DeadLetterOps):
         self, batch: NewBatch, spool: BatchSpool, digest: str, deadline_at: dt.datetime
     ) -> BatchRecord:
         now = utcnow()
-        async with self._db.write() as conn:
-            inserted = await conn.execute(
-                insert(batches)
-                .values(
-                    owner=batch.owner,
-                    batch_id=batch.batch_id,
-                    court_code=batch.court_code,
-                    content_sha256=digest,
-                    header_json=batch.header_json,
-                    item_count=spool.item_count,
-                    work_count=spool.work_count,
-                    created_at=now,
-                )
-                .returning(batches.c.pk)
-            )
-            pk = inserted.scalar_one()
-            for chunk in spool.chunks():
-                rs = row_set(
-                    self._backend,
-                    seq=(Integer(), [seq for seq, _, _ in chunk]),
-                    body=(Text(), [body for _, body, _ in chunk]),
-                )
-                await conn.execute(
-                    insert(items).from_select(
-                        ["batch_pk", "seq", "item_json"],
-                        select(literal(pk, PK), rs.c.seq, rs.c.body).order_by(rs.c.ord),
-                    )
-                )
-                fanout = [(seq, a) for seq, _, agency_ids in chunk for a in agency_ids]
-                if not fanout:
-                    continue
-                rs = row_set(
-                    self._backend,
-                    seq=(Integer(), [seq for seq, _ in fanout]),
-                    agency=(Text(), [a for _, a in fanout]),
-                    rid=(Text(), [str(uuid.uuid4()) for _ in fanout]),
-                )
-                constant: dict[str, ColumnElement[Any]] = {
-                    "kind": literal(WorkKind.INQUIRY.value, Text()),
-                    "batch_pk": literal(pk, PK),
-                    "state": literal(WorkState.ACCEPTED.value, Text()),
-                    "attempts": literal(0, Integer()),
-                    "tries": literal(0, Integer()),
-                    "ready_at": literal(EPOCH, UtcDateTime()),
-                    "deadline_at": literal(deadline_at, UtcDateTime()),
-                    "created_at": literal(now, UtcDateTime()),
-                    "updated_at": literal(now, UtcDateTime()),
-                }
-                await conn.execute(
-                    insert(work).from_select(
-                        [*constant, "item_seq", "agency_id", "request_id"],
-                        select(*constant.values(), rs.c.seq, rs.c.agency, rs.c.rid).order_by(
-                            rs.c.ord
-                        ),
-                    )
-                )
+        # A small batch is stored in a millisecond or two; a large one off the event loop.
+        write = self._db.run_write if spool.work_count <= INLINE_ROWS else self._db.offload_write
+        pk = await write(self._insert_batch_rows, batch, spool, digest, deadline_at, now)
         return BatchRecord(
             pk=pk,
             owner=batch.owner,
@@ -216,6 +171,37 @@ class SqlStore(LeaseOps, DeadLetterOps):
             created_at=now,
             header=json.loads(batch.header_json),
         )
+
+    def _insert_batch_rows(self, conn: Connection, batch: NewBatch, spool: BatchSpool,
+                           digest: str, deadline_at: dt.datetime, now: dt.datetime) -> int:
+        st = _batch_statements(self._backend)
+        pk = conn.execute(st.batch, {
+            "owner": batch.owner,
+            "batch_id": batch.batch_id,
+            "court_code": batch.court_code,
+            "content_sha256": digest,
+            "header_json": batch.header_json,
+            "item_count": spool.item_count,
+            "work_count": spool.work_count,
+            "created_at": now,
+        }).scalar_one()
+        for chunk in spool.chunks():
+            conn.execute(st.items, {
+                "batch_pk": pk,
+                **st.item_rows.params(seq=[seq for seq, _, _ in chunk],
+                                      body=[body for _, body, _ in chunk]),
+            })
+            fanout = [(seq, a) for seq, _, agency_ids in chunk for a in agency_ids]
+            if fanout:
+                conn.execute(st.work, {
+                    "batch_pk": pk,
+                    "deadline_at": deadline_at,
+                    "now": now,
+                    **st.work_rows.params(seq=[seq for seq, _ in fanout],
+                                          agency=[a for _, a in fanout],
+                                          rid=[str(uuid.uuid4()) for _ in fanout]),
+                })
+        return int(pk)
 
     async def _find_batch(self, owner: str, batch_id: str) -> BatchRecord | None:
         async with self._db.read() as conn:
@@ -410,3 +396,47 @@ def _control_record(row: Row[Any]) -> ControlRecord:
 
 
 __all__ = ["SqlStore"]
+
+
+@dataclass(frozen=True)
+class _BatchStatements:
+    """Storing a batch, built once per backend (see ``RowSet``)."""
+
+    batch: ReturningInsert[Any]
+    item_rows: RowSet
+    items: Insert
+    work_rows: RowSet
+    work: Insert
+
+
+@functools.cache
+def _batch_statements(backend: str) -> _BatchStatements:
+    batch_pk = bindparam("batch_pk", type_=PK)
+    now = bindparam("now", type_=UtcDateTime())
+    item_rows = RowSet(backend, "i", seq=Integer(), body=Text())
+    work_rows = RowSet(backend, "w", seq=Integer(), agency=Text(), rid=Text())
+    constant: dict[str, ColumnElement[Any]] = {
+        "kind": literal(WorkKind.INQUIRY.value, Text()),
+        "batch_pk": batch_pk,
+        "state": literal(WorkState.ACCEPTED.value, Text()),
+        "attempts": literal(0, Integer()),
+        "tries": literal(0, Integer()),
+        "ready_at": literal(EPOCH, UtcDateTime()),
+        "deadline_at": bindparam("deadline_at", type_=UtcDateTime()),
+        "created_at": now,
+        "updated_at": now,
+    }
+    return _BatchStatements(
+        batch=insert(batches).returning(batches.c.pk),
+        item_rows=item_rows,
+        items=insert(items).from_select(
+            ["batch_pk", "seq", "item_json"],
+            select(batch_pk, item_rows.c.seq, item_rows.c.body).order_by(item_rows.c.ord),
+        ),
+        work_rows=work_rows,
+        work=insert(work).from_select(
+            [*constant, "item_seq", "agency_id", "request_id"],
+            select(*constant.values(), work_rows.c.seq, work_rows.c.agency, work_rows.c.rid)
+            .order_by(work_rows.c.ord),
+        ),
+    )

@@ -1,1 +1,32 @@
 """Tests of the agency adapters, one package per agency (mirrors gateway/adapters/)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+
+class WaitAndSave:
+    """A sleep and a checkpoint that log their steps (``before_poll``'s two halves). The
+    checkpoint cannot finish before the sleep has started and is still committing when the
+    sleep is over, so an adapter that ran them one after the other would never get past them,
+    and the log shows the order: ``sleep N``, ``slept``, ``saved <state[key]>``."""
+
+    def __init__(self, key: str, *, fail: bool = False) -> None:
+        self.key, self.fail = key, fail
+        self.log: list[str] = []
+        self.sleeping = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.log.append(f"sleep {seconds}")
+        self.sleeping.set()
+        await asyncio.sleep(0)
+        self.log.append("slept")
+
+    async def checkpoint(self, state: Mapping[str, Any]) -> None:
+        await asyncio.wait_for(self.sleeping.wait(), 5)
+        await asyncio.sleep(0.02)
+        if self.fail:
+            raise OSError("disk full")
+        self.log.append(f"saved {state[self.key]}")

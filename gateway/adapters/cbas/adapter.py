@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Final
 from lxml import etree
 
 from gateway.adapters import _soap_common as common
-from gateway.adapters.base import AgencyCall, Capabilities
+from gateway.adapters.base import AgencyCall, Capabilities, before_poll
 from gateway.adapters.cbas import codec, faults
 from gateway.config import AgencyConfig
 from gateway.errors import (
@@ -194,12 +194,12 @@ class CbasAdapter:
                 "nextPollAt": to_json(self._now() + dt.timedelta(seconds=wait)),
             }
             # Before polling: a crash, a timeout or a pending hand-back from here on resumes
-            # polling this ticket instead of submitting again.
-            await call.checkpoint(state)
-        else:
-            # Resumed: wait out what is left of the last retryAfterSeconds (CBAS-23), e.g. when
-            # the dispatcher capped the delay it parked the item for.
-            wait = _remaining(state, self._now())
+            # polling this ticket instead of submitting again (stored while we wait out
+            # retryAfterSeconds).
+            return await self._poll(call, command, operation, state, wait, save=True)
+        # Resumed: wait out what is left of the last retryAfterSeconds (CBAS-23), e.g. when
+        # the dispatcher capped the delay it parked the item for.
+        wait = _remaining(state, self._now())
         return await self._poll(call, command, operation, state, wait)
 
     @property
@@ -236,24 +236,28 @@ class CbasAdapter:
         operation: str,
         state: dict[str, Any],
         wait: float,
+        *,
+        save: bool = False,
     ) -> Outcome:
+        """Poll the ticket in ``state`` until it is final; ``save``: checkpoint ``state``
+        before the first poll."""
         ticket_id: str = state["ticketId"]
         replayed = state.get("replayed") is True
         deadline = self._clock() + self._poll_deadline
         while True:
-            if wait > 0:
-                # CBAS-23: poll no earlier than retryAfterSeconds. A wait past the in-process
-                # limit or the deadline goes back to the dispatcher; the checkpoint stays and
-                # remembers when the next poll may go out.
-                if wait > self._max_poll_interval or self._clock() + wait > deadline:
-                    state = {**state,
-                             "nextPollAt": to_json(self._now() + dt.timedelta(seconds=wait))}
-                    await call.checkpoint(state)
-                    raise ResultPendingError(
-                        f"{self._agency.id}: ticket {ticket_id} ({operation}) still pending",
-                        code="PENDING", retry_after=wait,
-                    )
-                await self._sleep(wait)
+            # CBAS-23: poll no earlier than retryAfterSeconds. A wait past the in-process limit
+            # or the deadline goes back to the dispatcher; the checkpoint stays and remembers
+            # when the next poll may go out.
+            if wait > 0 and (wait > self._max_poll_interval or self._clock() + wait > deadline):
+                state = {**state,
+                         "nextPollAt": to_json(self._now() + dt.timedelta(seconds=wait))}
+                await call.checkpoint(state)
+                raise ResultPendingError(
+                    f"{self._agency.id}: ticket {ticket_id} ({operation}) still pending",
+                    code="PENDING", retry_after=wait,
+                )
+            await before_poll(call, state if save else None, wait, self._sleep)
+            save = False
             answer = await self._fetch(command, ticket_id, replayed)
             if answer.status == "PENDING":
                 wait = float(answer.retry_after or 1)

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeVar
 
-from gateway.adapters.base import AgencyCall, Capabilities
+from gateway.adapters.base import AgencyCall, Capabilities, before_poll
 from gateway.adapters.vrs import codec, problems
 from gateway.config import AgencyConfig
 from gateway.errors import (
@@ -204,6 +204,7 @@ class VrsAdapter:
     async def _inquire(self, call: AgencyCall, command: InquiryCommand) -> InquiryResult:
         query_id = call.resume.get("queryId")
         wait: float
+        save: dict[str, Any] | None = None
         if isinstance(query_id, str) and _AGENCY_ID.match(query_id):
             wait = 0.0  # resumed: the dispatcher already waited what we last handed back
         else:
@@ -213,20 +214,22 @@ class VrsAdapter:
             )
             query_id, wait = self._decode(_CREATE_QUERY, resp, codec.query_accepted, doc)
             # Before polling: a crash or a timeout from here on resumes polling this query
-            # instead of posting again.
-            await call.checkpoint({"queryId": query_id})
+            # instead of posting again (stored while we wait out retryAfterSeconds).
+            save = {"queryId": query_id}
         path = f"/v2/vehicle-queries/{query_id}"
         deadline = self._clock() + self._poll_deadline
         while True:
-            if wait > 0:
-                # VRS §3: poll no earlier than retryAfterSeconds. A wait past the deadline or
-                # the in-process limit goes back to the dispatcher; the checkpoint stays.
-                if wait > self._max_poll_interval or self._clock() + wait > deadline:
-                    raise ResultPendingError(
-                        f"{self._agency.id}: query {query_id} still pending",
-                        code="query-pending", retry_after=wait,
-                    )
-                await self._sleep(wait)
+            # VRS §3: poll no earlier than retryAfterSeconds. A wait past the deadline or the
+            # in-process limit goes back to the dispatcher; the checkpoint stays.
+            if wait > 0 and (wait > self._max_poll_interval or self._clock() + wait > deadline):
+                if save is not None:
+                    await call.checkpoint(save)
+                raise ResultPendingError(
+                    f"{self._agency.id}: query {query_id} still pending",
+                    code="query-pending", retry_after=wait,
+                )
+            await before_poll(call, save, wait, self._sleep)
+            save = None
             resp, doc = await self._exchange(_GET_QUERY, path, None, None)
             state = self._decode(
                 _GET_QUERY, resp, lambda d: codec.query_state(d, command.subject), doc

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.adapters.base import Adapter
+from gateway.adapters.base import Adapter, AgencyCall
 from gateway.adapters.cbas import CbasAdapter, codec
 from gateway.adapters.registry import adapter_class
 from gateway.errors import ConfigError, RejectedError
@@ -25,6 +25,7 @@ from gateway.model.types import (
     InquiryResult,
     Money,
 )
+from tests.adapters import WaitAndSave
 from tests.adapters.cbas import (
     ACCOUNT,
     BANK_CERT,
@@ -216,6 +217,31 @@ async def test_inquiry_submits_checkpoints_then_polls(closing: list[object]) -> 
     assert third.currency == "USD" and third.balance == Decimal("1200.50")
     assert third.status == "DORMANT" and third.encumbrances == ()
     assert all(isinstance(a.balance, Decimal) for a in result.accounts)
+
+
+async def test_the_ticket_is_stored_while_waiting_and_before_the_first_fetch(
+    closing: list[object],
+) -> None:
+    """The Receipt's checkpoint commits during retryAfterSeconds, and FetchResult waits for it."""
+    probe = WaitAndSave("ticketId")
+    log = probe.log
+
+    class Time(FakeTime):
+        async def sleep(self, seconds: float) -> None:
+            await probe.sleep(seconds)
+            await super().sleep(seconds)
+
+    def script(req: Captured) -> Reply:
+        log.append(req.operation)
+        if req.operation == "InquireAccounts":
+            return Reply(receipt("InquireAccounts", req.text("requestId"), "TKT-9", 3))
+        return Reply(fetch_answer("TKT-9", rid(1), "InquireAccounts", "COMPLETED",
+                                  result=example_result("accounts")))
+
+    _, adapter = await start(closing, script, time=Time())
+    result = await adapter.execute(AgencyCall(inquiry(), checkpoint=probe.checkpoint))
+    assert isinstance(result, InquiryResult)
+    assert log == ["InquireAccounts", "sleep 3.0", "slept", "saved TKT-9", "FetchResult"]
 
 
 async def test_resume_from_checkpoint_skips_the_submit(closing: list[object]) -> None:

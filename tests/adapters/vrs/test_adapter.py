@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.adapters.base import Adapter
+from gateway.adapters.base import Adapter, AgencyCall
 from gateway.adapters.registry import adapter_class
 from gateway.adapters.vrs import VrsAdapter
 from gateway.errors import ConfigError, OutcomeUnknownError, RejectedError, TransientError
@@ -23,6 +23,7 @@ from gateway.model.types import (
     Encumbrance,
     InquiryResult,
 )
+from tests.adapters import WaitAndSave
 from tests.adapters.vrs import (
     AGENCY_KEYID,
     COMPANY,
@@ -185,6 +186,29 @@ async def test_inquiry_posts_checkpoints_then_polls_no_earlier_than_told(
     for req in registry.requests[1:]:
         assert req.body == b""
         assert "Idempotency-Key" not in req.headers and "Content-Digest" not in req.headers
+
+
+async def test_the_query_id_is_stored_while_waiting_and_before_the_first_poll(
+    closing: list[object],
+) -> None:
+    """The checkpoint's commit overlaps the registry's retryAfterSeconds (it costs the call no
+    time of its own), and the first GET still waits for it."""
+    probe = WaitAndSave("queryId")
+    log = probe.log
+
+    def script(req: Captured) -> Reply:
+        log.append(req.method)
+        if req.method == "POST":
+            return Reply(202, accepted_doc("VQ-7", 3))
+        return Reply(200, completed_doc("VQ-7"))
+
+    registry = await FakeRegistry(script).start()  # type: ignore[arg-type]
+    closing.append(registry)
+    adapter = VrsAdapter(agency_config(registry.url), clock=lambda: 1000.0, sleep=probe.sleep)
+    closing.append(adapter)
+    result = await adapter.execute(AgencyCall(inquiry(), checkpoint=probe.checkpoint))
+    assert isinstance(result, InquiryResult)
+    assert log == ["POST", "sleep 3", "slept", "saved VQ-7", "GET"]
 
 
 async def test_seizure_ids_in_inquiries_become_measure_ids(closing: list[object]) -> None:

@@ -1,0 +1,121 @@
+"""Where the store's writes run (``Database.run_write`` / ``offload_write``).
+
+SQLite: claims, checkpoints, completions and small batches are one synchronous transaction on
+the event loop (a millisecond or two, less than any hand-off to a thread costs under load);
+a large batch is written in the store's writer thread while the loop goes on serving calls.
+PostgreSQL runs both through the async driver; the contract tests cover it on both backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.store import NewBatch, NewItem, SqlStore
+from gateway.store.sql import INLINE_ROWS
+
+DEADLINE = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    opened = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+class Ticker:
+    """Counts turns of the event loop, and the turns after the batch's last item was read
+    (from there on, create_batch only writes)."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.read_all = asyncio.Event()
+        self.turns_at_read_all = 0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self.turns += 1
+            await asyncio.sleep(0)
+
+    async def items(self, n: int) -> AsyncIterator[NewItem]:
+        for seq in range(n):
+            yield NewItem(seq=seq, item_json=f'{{"n":{seq}}}', agency_ids=("bank-a",))
+        self.turns_at_read_all = self.turns
+        self.read_all.set()
+
+    async def stop(self) -> int:
+        """Stop counting; the turns since the last item was read."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        return self.turns - self.turns_at_read_all
+
+
+def batch(batch_id: str) -> NewBatch:
+    return NewBatch(owner="court-110105", batch_id=batch_id, court_code="110105",
+                    header_json='{"courtCode":"110105"}')
+
+
+async def test_a_small_batch_is_written_on_the_loop_a_large_one_beside_it(
+    store: SqlStore,
+) -> None:
+    small = Ticker()
+    try:
+        await store.create_batch(batch("small"), small.items(INLINE_ROWS), deadline_at=DEADLINE)
+    finally:
+        small_turns = await small.stop()
+    large = Ticker()
+    try:
+        await store.create_batch(batch("large"), large.items(40_000), deadline_at=DEADLINE)
+    finally:
+        large_turns = await large.stop()
+    # Inline: the transaction holds the loop, so it turns (almost) not at all meanwhile.
+    assert small_turns <= 3
+    # In the writer thread: the loop keeps turning while 40,000 rows go in.
+    assert large_turns > 50
+    for batch_id, n in (("small", INLINE_ROWS), ("large", 40_000)):
+        record = await store.get_batch("court-110105", batch_id)
+        assert record.work_count == n
+
+
+async def test_a_cancelled_offloaded_write_still_commits_and_keeps_the_lock_until_then(
+    store: SqlStore,
+) -> None:
+    ticker = Ticker()
+    task = asyncio.create_task(
+        store.create_batch(batch("big"), ticker.items(40_000), deadline_at=DEADLINE))
+    try:
+        await ticker.read_all.wait()
+        lock = store._db._write_lock
+        assert lock is not None
+
+        async def thread_has_it() -> None:
+            while not lock.locked():  # noqa: ASYNC110 (no event tells when a lock is taken)
+                await asyncio.sleep(0)
+
+        # The loop turns while the writer thread has the transaction (it would not, inline).
+        await asyncio.wait_for(thread_has_it(), 10)
+        task.cancel()
+        await asyncio.sleep(0)
+        # The caller is gone, but the thread's transaction is not: nobody else may write yet.
+        assert lock.locked() or task.done()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not lock.locked()
+    finally:
+        await ticker.stop()
+    # The transaction ran to its end: the batch is there, whole, and the store writes on.
+    record = await store.get_batch("court-110105", "big")
+    assert record.work_count == 40_000
+    assert len(await store.claim(agency_id="bank-a", limit=5, lease_seconds=30,
+                                 now=dt.datetime.now(dt.UTC))) == 5
