@@ -61,7 +61,8 @@ class Relay:
                                   "workItems": batch["total"]}, status=202)
 
     async def _start_workers(self, batch: dict[str, Any], queue: collections.deque[Any]) -> None:
-        # In slices of 64 (the gateway's default claim_batch), 10 ms apart: thousands of new
+        # In slices of 64 (the gateway's default claim_batch), 10 ms apart as its lanes start them
+        # (gateway.dispatch.dispatcher.RAMP): thousands of new
         # connections at once overflow the registry's listen backlog (128), and the SYN
         # retransmissions that follow stall some calls past any sensible timeout.
         workers = []

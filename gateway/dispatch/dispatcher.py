@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
 
+RAMP = 0.01  # seconds between full claims while a lane fills its free slots
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -104,6 +106,12 @@ class _Lane:
                 task.add_done_callback(self._finished)
             if not items:
                 await self._sleep_until_work()
+            elif len(items) == cap and not self.slots.locked():
+                # A full claim with slots still free: more work is waiting. Start it a claim
+                # at a time, RAMP apart, instead of opening thousands of connections to the
+                # agency at once (a listen backlog overflows, and the SYN retransmissions that
+                # follow stall calls past their connect timeout).
+                await asyncio.sleep(RAMP)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled():

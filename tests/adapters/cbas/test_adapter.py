@@ -373,3 +373,12 @@ async def test_inquiry_without_ruling_omits_it(closing: list[object]) -> None:
     ])
     await adapter.execute(Checkpoints().call(inquiry(ruling=False)))
     assert bank.requests[0].payload.find("{urn:cbas:v1}ruling") is None
+
+
+def test_the_rate_limit_is_visible_to_the_operators_metric() -> None:
+    """gateway_agency_throttled_seconds reads ``adapter.transport.throttle`` (the dispatcher's
+    ``throttled_seconds``): the bank adapter exposes the token bucket its requests wait on."""
+    adapter = adapter_for("https://cbas.example", limits={"rate_per_second": 7})
+    assert adapter.transport.throttle is not None
+    assert adapter.transport.throttle.rate == 7
+    assert adapter.transport.throttle.waited == 0.0

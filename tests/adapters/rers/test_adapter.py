@@ -161,3 +161,12 @@ async def test_a_certificate_expiring_after_start_up_stops_sending() -> None:
         assert info.value.code == "signing-certificate"
     finally:
         await adapter.aclose()
+
+
+def test_the_rate_limit_is_visible_to_the_operators_metric() -> None:
+    """gateway_agency_throttled_seconds reads ``adapter.transport.throttle``: the land
+    registry adapter exposes the token bucket its requests wait on."""
+    adapter = RersAdapter(agency_config(URL, rate_per_second=3))
+    assert adapter.transport.throttle is not None
+    assert adapter.transport.throttle.rate == 3
+    assert adapter.transport.throttle.waited == 0.0
