@@ -24,11 +24,15 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.errors import ConfigError
 
 _WRITE = "gateway_write"  # execution option: this transaction writes (SQLite: BEGIN IMMEDIATE)
+# SQLite execution option: don't wait for another process's write lock (busy_timeout 0), for
+# transactions on the event loop, where SQLite's busy handler would sleep the whole gateway.
+_NO_WAIT = "gateway_no_wait"
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 P = ParamSpec("P")
@@ -66,6 +70,7 @@ class Database:
         # SQLite: run_write's own engine and connection, used only from its one thread.
         self._sync_engine: Engine | None = None
         self._sync_writer: Engine | None = None
+        self._sync_inline: Engine | None = None
         self._write_thread: ThreadPoolExecutor | None = None
 
     @property
@@ -86,11 +91,13 @@ class Database:
             self._sqlite_events(sync)
             self._sync_engine = sync
             self._sync_writer = sync.execution_options(**{_WRITE: True})
+            self._sync_inline = sync.execution_options(**{_WRITE: True, _NO_WAIT: True})
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-sqlite-writer")
 
     async def close(self) -> None:
         engine, self._engine, self._writer = self._engine, None, None
         sync, self._sync_engine, self._sync_writer = self._sync_engine, None, None
+        self._sync_inline = None
         thread, self._write_thread = self._write_thread, None
         if engine is not None:
             await engine.dispose()
@@ -113,6 +120,9 @@ class Database:
         fsync included), less than handing them to a thread costs, where every hand-off waits
         for the GIL and for a turn of the loop (measured: 6.8 ms against 1.6 ms per group of
         completions under load, docs/benchmarks.md). ``offload_write`` is for the long ones.
+        When another process holds SQLite's write lock (``gateway dlq replay``, a second
+        gateway), BEGIN IMMEDIATE fails at once here, before ``fn`` ran, and the transaction
+        waits for the lock in the writer thread instead of stalling the event loop.
         On PostgreSQL it runs through the async driver (``AsyncConnection.run_sync``).
         """
         if self._writer is None:
@@ -120,11 +130,18 @@ class Database:
         if self._write_lock is None:
             async with self._writer.begin() as conn:
                 return await conn.run_sync(fn, *args, **kwargs)
-        sync = self._sync_writer
-        assert sync is not None
+        inline = self._sync_inline
+        assert inline is not None
         async with self._write_lock:
-            with sync.begin() as conn:
-                return fn(conn, *args, **kwargs)
+            began = False
+            try:
+                with inline.begin() as conn:
+                    began = True
+                    return fn(conn, *args, **kwargs)
+            except OperationalError as exc:
+                if began or not _locked(exc):
+                    raise
+            return await self._in_writer_thread(fn, *args, **kwargs)
 
     async def offload_write(
         self,
@@ -138,6 +155,17 @@ class Database:
             raise RuntimeError("the store is not open")
         if self._write_lock is None:
             return await self.run_write(fn, *args, **kwargs)
+        async with self._write_lock:
+            return await self._in_writer_thread(fn, *args, **kwargs)
+
+    async def _in_writer_thread(
+        self,
+        fn: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """The transaction in the writer thread (the caller holds the write lock), waiting up
+        to ``busy_timeout`` for another process's write lock."""
         sync, thread = self._sync_writer, self._write_thread
         assert sync is not None
         assert thread is not None
@@ -146,15 +174,14 @@ class Database:
             with sync.begin() as conn:
                 return fn(conn, *args, **kwargs)
 
-        async with self._write_lock:
-            done = asyncio.get_running_loop().run_in_executor(thread, transaction)
-            try:
-                return await asyncio.shield(done)
-            except asyncio.CancelledError:
-                # The transaction runs to its end in the thread whatever happens here: keep the
-                # lock until it has, so the next writer does not wait in SQLite's busy handler.
-                await asyncio.wait([done])
-                raise
+        done = asyncio.get_running_loop().run_in_executor(thread, transaction)
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # The transaction runs to its end in the thread whatever happens here: keep the
+            # lock until it has, so the next writer does not wait in SQLite's busy handler.
+            await asyncio.wait([done])
+            raise
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -196,7 +223,8 @@ class Database:
         )
 
         @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        def _on_connect(dbapi_conn: Any, record: Any) -> None:
+            record.info["busy_timeout_ms"] = int(self._busy_timeout_ms)
             # Stop the driver from opening transactions itself: it would open them DEFERRED.
             dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
@@ -212,8 +240,13 @@ class Database:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            writes = conn.get_execution_options().get(_WRITE, False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN DEFERRED")
+            options = conn.get_execution_options()
+            wait = 0 if options.get(_NO_WAIT, False) else int(self._busy_timeout_ms)
+            if conn.info.get("busy_timeout_ms") != wait:  # this connection's current setting
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {wait}")
+                conn.info["busy_timeout_ms"] = wait
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE, False)
+                                 else "BEGIN DEFERRED")
 
     def _pg_engine(self) -> AsyncEngine:
         settings = {"application_name": "agency-gateway"}
@@ -228,3 +261,8 @@ class Database:
             pool_recycle=3600,
             connect_args={"server_settings": settings},
         )
+
+
+def _locked(exc: OperationalError) -> bool:
+    """SQLite's SQLITE_BUSY: another connection holds the lock."""
+    return "database is locked" in str(exc.orig)

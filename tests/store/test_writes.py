@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -32,6 +33,11 @@ async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
         await opened.close()
 
 
+async def new_items(n: int) -> AsyncIterator[NewItem]:
+    for seq in range(n):
+        yield NewItem(seq=seq, item_json=f'{{"n":{seq}}}', agency_ids=("bank-a",))
+
+
 class Ticker:
     """Counts turns of the event loop, and the turns after the batch's last item was read
     (from there on, create_batch only writes)."""
@@ -48,8 +54,8 @@ class Ticker:
             await asyncio.sleep(0)
 
     async def items(self, n: int) -> AsyncIterator[NewItem]:
-        for seq in range(n):
-            yield NewItem(seq=seq, item_json=f'{{"n":{seq}}}', agency_ids=("bank-a",))
+        async for item in new_items(n):
+            yield item
         self.turns_at_read_all = self.turns
         self.read_all.set()
 
@@ -76,14 +82,14 @@ async def test_a_small_batch_is_written_on_the_loop_a_large_one_beside_it(
         small_turns = await small.stop()
     large = Ticker()
     try:
-        await store.create_batch(batch("large"), large.items(40_000), deadline_at=DEADLINE)
+        await store.create_batch(batch("large"), large.items(10_000), deadline_at=DEADLINE)
     finally:
         large_turns = await large.stop()
     # Inline: the transaction holds the loop, so it turns (almost) not at all meanwhile.
     assert small_turns <= 3
     # In the writer thread: the loop keeps turning while 40,000 rows go in.
     assert large_turns > 50
-    for batch_id, n in (("small", INLINE_ROWS), ("large", 40_000)):
+    for batch_id, n in (("small", INLINE_ROWS), ("large", 10_000)):
         record = await store.get_batch("court-110105", batch_id)
         assert record.work_count == n
 
@@ -93,7 +99,7 @@ async def test_a_cancelled_offloaded_write_still_commits_and_keeps_the_lock_unti
 ) -> None:
     ticker = Ticker()
     task = asyncio.create_task(
-        store.create_batch(batch("big"), ticker.items(40_000), deadline_at=DEADLINE))
+        store.create_batch(batch("big"), ticker.items(10_000), deadline_at=DEADLINE))
     try:
         await ticker.read_all.wait()
         lock = store._db._write_lock
@@ -116,6 +122,34 @@ async def test_a_cancelled_offloaded_write_still_commits_and_keeps_the_lock_unti
         await ticker.stop()
     # The transaction ran to its end: the batch is there, whole, and the store writes on.
     record = await store.get_batch("court-110105", "big")
-    assert record.work_count == 40_000
+    assert record.work_count == 10_000
     assert len(await store.claim(agency_id="bank-a", limit=5, lease_seconds=30,
                                  now=dt.datetime.now(dt.UTC))) == 5
+
+
+async def test_another_process_holding_the_lock_is_waited_for_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    """``gateway dlq replay`` or a second gateway may hold SQLite's write lock: an inline
+    transaction must not sleep the event loop in SQLite's busy handler, but wait in the
+    writer thread and go on once the lock is free."""
+    path = tmp_path / "gateway.db"
+    store = SqlStore(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=10_000)
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        await store.create_batch(batch("b"), new_items(3), deadline_at=DEADLINE)
+        other.execute("BEGIN IMMEDIATE")  # the other process's write transaction
+        ticker = Ticker()
+        ticker.turns_at_read_all = ticker.turns
+        asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+        claimed = await asyncio.wait_for(
+            store.claim(agency_id="bank-a", limit=5, lease_seconds=30,
+                        now=dt.datetime.now(dt.UTC)), 8)
+        turns = await ticker.stop()
+    finally:
+        other.close()
+        await store.close()
+    assert len(claimed) == 3
+    # The loop kept turning while the claim waited (it even ran the other side's COMMIT).
+    assert turns > 50

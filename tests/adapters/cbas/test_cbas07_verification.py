@@ -29,7 +29,14 @@ from tests.adapters.cbas import (
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
-NOW = dt.datetime.now(dt.UTC)
+class FromNow(dt.timedelta):
+    """A Timestamp ``created`` this far from the moment the test runs (not from when the
+    module was imported: a long test run would move the skew window under a fixed time)."""
+
+
+def _at_test_time(how: dict[str, object]) -> dict[str, object]:
+    return {k: dt.datetime.now(dt.UTC) + v if isinstance(v, FromNow) else v
+            for k, v in how.items()}
 
 
 def _edit(fn: Callable[[etree._Element], None]) -> Callable[[bytes], bytes]:
@@ -96,8 +103,8 @@ SPOILED: list[tuple[str, dict[str, object], str]] = [
     ("no-header", {"after_signing": _edit(_drop_security)}, "SIGNATURE_INVALID"),
     ("two-headers", {"after_signing": _edit(_duplicate_security)}, "SIGNATURE_INVALID"),
     ("untrusted-certificate", {"signer": court_signer()}, "CERTIFICATE_UNTRUSTED"),
-    ("stale-timestamp", {"created": NOW - dt.timedelta(seconds=700)}, "TIMESTAMP_EXPIRED"),
-    ("future-timestamp", {"created": NOW + dt.timedelta(seconds=400)}, "TIMESTAMP_EXPIRED"),
+    ("stale-timestamp", {"created": FromNow(seconds=-700)}, "TIMESTAMP_EXPIRED"),
+    ("future-timestamp", {"created": FromNow(seconds=400)}, "TIMESTAMP_EXPIRED"),
     ("body-changed", {"after_signing": _edit(_change_ticket)}, "SIGNATURE_INVALID"),
     ("wrapped-body", {"after_signing": _edit(_wrap(keep_id=False))}, "SIGNATURE_INVALID"),
     ("wrapped-duplicate-id", {"after_signing": _edit(_wrap(keep_id=True))}, "SIGNATURE_INVALID"),
@@ -131,7 +138,8 @@ async def start(closing: list[object], replies: list[Reply]) -> tuple[FakeBank, 
 async def test_a_bad_receipt_is_discarded(how: dict[str, object], code: str,
                                           closing: list[object]) -> None:
     cps = Checkpoints()
-    bank, adapter = await start(closing, [Reply(receipt("FreezeFunds", rid(2)), **how)])  # type: ignore[arg-type]
+    reply = Reply(receipt("FreezeFunds", rid(2)), **_at_test_time(how))  # type: ignore[arg-type]
+    bank, adapter = await start(closing, [reply])
     with pytest.raises(ResponseVerificationError) as info:
         await adapter.execute(cps.call(freeze()))
     assert info.value.code == code
@@ -147,7 +155,7 @@ async def test_a_bad_poll_answer_is_discarded(how: dict[str, object], code: str,
     cps = Checkpoints()
     completed = fetch_answer("TKT-1", rid(2), "FreezeFunds", "COMPLETED",
                              result=example_result("freeze"))
-    bank, adapter = await start(closing, [Reply(completed, **how)])  # type: ignore[arg-type]
+    bank, adapter = await start(closing, [Reply(completed, **_at_test_time(how))])  # type: ignore[arg-type]
     with pytest.raises(ResponseVerificationError) as info:
         await adapter.execute(cps.call(freeze(), resume={"ticketId": "TKT-1"}))
     assert info.value.code == code

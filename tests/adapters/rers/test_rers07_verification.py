@@ -38,7 +38,6 @@ from tests.adapters.rers import (
 
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
-NOW = dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture
