@@ -315,3 +315,44 @@ async def test_an_agency_that_is_down_opens_its_breaker_and_spares_its_items(
     assert states["down"].name == "OPEN"
     assert len(down.calls) == 3  # the failures that opened it, and no more
     assert progress["down"].failed == 0 and progress["down"].pending == 20  # nothing burnt
+
+
+async def test_a_backlog_is_started_a_claim_at_a_time(tmp_path: Path, store: Store) -> None:
+    """With many free slots and a long queue, a lane starts at most ``claim_batch`` calls per
+    turn of the event loop (RAMP apart): thousands of connections opened at once overflow an
+    agency's listen backlog."""
+    turn = 0
+    started_in_turn: list[int] = []
+    release = asyncio.Event()
+
+    async def count_turns() -> None:
+        nonlocal turn
+        while True:
+            turn += 1
+            await asyncio.sleep(0)
+
+    async def behaviour(call: AgencyCall, n: int) -> Any:
+        started_in_turn.append(turn)
+        await release.wait()  # stay in flight: every slot stays taken
+        return ok(call)
+
+    adapter = ScriptedAdapter(behaviour)
+    agencies = [{"id": "a", "kind": "vehicle", "adapter": "scripted",
+                 "endpoint": "http://127.0.0.1:9", "limits": {"concurrency": 400}}]
+    cfg = gateway_config(tmp_path, agencies, claim_batch=16)
+    d = Dispatcher(cfg, store, registry(cfg, {"a": adapter}), idle_poll=0.05)
+    pk = await submit(store, ("a",), 160)
+    ticker = asyncio.create_task(count_turns())
+    await d.start()
+    try:
+        async with asyncio.timeout(20):
+            while len(started_in_turn) < 160:
+                await asyncio.sleep(0.01)
+    finally:
+        ticker.cancel()
+        release.set()
+    await drain(d, store, pk)
+    await d.stop()
+    per_turn = [started_in_turn.count(t) for t in set(started_in_turn)]
+    assert max(per_turn) <= 16
+    assert len(per_turn) >= 10
