@@ -40,6 +40,9 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(message)
 
 
+LISTEN_BACKLOG = 2048  # connections waiting to be accepted (the kernel caps it at somaxconn)
+
+
 def _share(text: str) -> float:
     try:
         value = float(text)
@@ -248,7 +251,10 @@ async def _serve(args: argparse.Namespace) -> None:
         runner = web.AppRunner(app, handle_signals=False)
         await runner.setup()
         runners.append(runner)
-        await web.TCPSite(runner, args.host, args.port).start()
+        # A deep accept queue: a gateway starting a backlog of work opens hundreds of
+        # connections within milliseconds, more than aiohttp's default of 128 holds, and a
+        # dropped SYN costs the caller a second or more.
+        await web.TCPSite(runner, args.host, args.port, backlog=LISTEN_BACKLOG).start()
         where = ", ".join(f"http://{a[0]}:{a[1]}" for a in runner.addresses)
         if soap:
             line = f"{args.agency} mock listening on {where} {public_url}"

@@ -529,6 +529,8 @@ def _fanout_table(w: Any, fo: dict[str, Any]) -> None:
       f"{fo['wait_p50']:,.1f} s / {fo['wait_p99']:,.1f} s |")
     w(f"| gateway peak RSS (idle before the batch: {mb(fo['rss_idle'])}) | "
       f"{mb(fo['rss_peak'])} |")
+    w(f"| attempts: calls made, retries included | {fo['attempts']:,} "
+      f"({fo['attempts'] - fo['calls']:,} retries) |")
     w(f"| gateway CPU µs per agency call (all agencies) | {fo['cpu_us_per_call']:,.0f} |")
     for agency, us in fo["mock_cpu_us_per_call"].items():
         w(f"| mock {agency}: CPU µs per call | {us:,.0f} |")
@@ -745,7 +747,7 @@ def main() -> int:
     p.add_argument("--soap-subjects", type=int, default=600)
     p.add_argument("--soap-concurrency", type=int, default=500)
     p.add_argument("--fanout-subjects", type=int, default=2_000)
-    p.add_argument("--fanout-concurrency", type=int, default=1000)
+    p.add_argument("--fanout-concurrency", type=int, default=250)
     p.add_argument("--memory-small", type=int, default=1000)
     p.add_argument("--memory-large", type=int, default=100_000)
     p.add_argument("--memory-concurrency", type=int, default=1000)

@@ -63,7 +63,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--subjects", type=int, default=10_000)
     p.add_argument("--agencies", default="vrs,cbas,rers")
-    p.add_argument("--concurrency", type=int, default=1000)
+    p.add_argument("--concurrency", type=int, default=250)
     p.add_argument("--pending-polls", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench-fanout"))
     args = p.parse_args()
