@@ -63,6 +63,11 @@ class Bank:
         self.freezes: dict[str, Freeze] = {
             f.freeze_id: f for a in self.accounts.values() for f in a.freezes
         }
+        # Owners never change: an inquiry finds the subject's accounts through this index, in
+        # the fixture's order, instead of scanning every account of the bank.
+        self._by_owner: dict[tuple[str, str], list[Account]] = {}
+        for a in self.accounts.values():
+            self._by_owner.setdefault((a.owner.id_type, a.owner.id_number), []).append(a)
         self._seq = loaded.freeze_count
         self.tickets: dict[str, Ticket] = {}
         self.recorded: dict[str, Recorded] = {}
@@ -293,9 +298,7 @@ class Bank:
         subject = req["subject"]
         key = (subject["idType"], subject["idNumber"])
         accounts = []
-        for a in self.accounts.values():
-            if (a.owner.id_type, a.owner.id_number) != key:
-                continue
+        for a in self._by_owner.get(key, []):
             live = [f for f in a.freezes if f.status in ("ACTIVE", "WAITLISTED")]
             live.sort(key=lambda f: (self.rank(f) or 0, f.seq))
             accounts.append(

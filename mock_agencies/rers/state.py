@@ -56,6 +56,14 @@ class Registry:
         self.behaviour: Behaviour = loaded.behaviour
         self.units: dict[str, Unit] = loaded.units
         self.seals: dict[str, Seal] = {s.seal_id: s for u in self.units.values() for s in u.seals}
+        # Owners and pre-notice holders never change: a query finds its units through this
+        # index, in the fixture's order, instead of scanning every unit of the registry.
+        self._by_owner: dict[tuple[str, str], list[Unit]] = {}
+        for unit in self.units.values():
+            for o in unit.owners:
+                units = self._by_owner.setdefault((o.subject.id_type, o.subject.id_number), [])
+                if not units or units[-1] is not unit:
+                    units.append(unit)
         self._seq = loaded.seal_count
         self.records: dict[str, Record] = {}
         self.ledger: list[dict[str, Any]] = []
@@ -207,7 +215,7 @@ class Registry:
         empty answer, not a fault."""
         subject, court_code = req["subject"], req["court"]["code"]
         properties = []
-        for unit in self.units.values():
+        for unit in self._by_owner.get((subject["idType"], subject["idNumber"]), []):
             owner = unit.owner(subject["idType"], subject["idNumber"])
             if owner is None:
                 continue

@@ -323,7 +323,7 @@ async def test_a_backlog_is_started_a_claim_at_a_time(tmp_path: Path, store: Sto
     agency's listen backlog."""
     turn = 0
     started_in_turn: list[int] = []
-    release = asyncio.Event()
+    release, all_started = asyncio.Event(), asyncio.Event()
 
     async def count_turns() -> None:
         nonlocal turn
@@ -333,6 +333,8 @@ async def test_a_backlog_is_started_a_claim_at_a_time(tmp_path: Path, store: Sto
 
     async def behaviour(call: AgencyCall, n: int) -> Any:
         started_in_turn.append(turn)
+        if len(started_in_turn) == 160:
+            all_started.set()
         await release.wait()  # stay in flight: every slot stays taken
         return ok(call)
 
@@ -345,9 +347,7 @@ async def test_a_backlog_is_started_a_claim_at_a_time(tmp_path: Path, store: Sto
     ticker = asyncio.create_task(count_turns())
     await d.start()
     try:
-        async with asyncio.timeout(20):
-            while len(started_in_turn) < 160:
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(all_started.wait(), 20)
     finally:
         ticker.cancel()
         release.set()
