@@ -26,7 +26,7 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)
 	$(BIN)/python scripts/bench.py --quick
 
-# The three-agency fan-out at 100,000 subjects alone (40 minutes or more here); the report keeps
+# The three-agency fan-out at 100,000 subjects alone (about an hour here); the report keeps
 # its figures (docs/benchmarks.json) and every later `make bench` shows them.
 bench-full: $(STAMP)
 	$(BIN)/python scripts/bench.py --full --only fanout

@@ -347,9 +347,10 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
     w("- Every run checks its results against the mock agencies' fixtures (every subject with "
       "assets found, nothing else), and that no call failed or was retried.\n")
     w(f"Run it again with `make bench` (this run took {duration / 60:.1f} minutes; the "
-      "100,000-subject fan-out is `make bench-full`, 40 minutes or more; `make bench-smoke` is the "
-      "30-second smoke run the tests use). Each section names the script that measures it; "
-      "each script also runs alone.\n")
+      "100,000-subject fan-out is `make bench-full`, about an hour here; `make bench-smoke` is the "
+      "30-second smoke run the tests use; `python scripts/bench.py --render` rewrites this "
+      "page from the figures recorded in `docs/benchmarks.json`). Each section names the "
+      "script that measures it; each script also runs alone.\n")
 
     w("## Summary\n")
     w("| # | target | measured (median of the rounds) | verdict |")
@@ -561,8 +562,8 @@ def _fanout_section(w: Any, args: argparse.Namespace, fo: dict[str, Any] | None,
               "`make bench-full` measures the fan-out again; it did not fit in the session "
               "that found this.\n")
     else:
-        w("No 100,000-subject run is recorded yet: `make bench-full` runs it (expect 40 "
-          "minutes or more here) and keeps its figures for this report.\n")
+        w("No 100,000-subject run is recorded yet: `make bench-full` runs it (expect an "
+          "hour here) and keeps its figures for this report.\n")
     if fo:
         w(f"### {fo['subjects']:,} subjects (`make bench`, this run)\n")
         w("`make bench` runs the fan-out smaller: at 100,000 subjects the three agencies take "
