@@ -67,7 +67,8 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._writer: AsyncEngine | None = None
         self._write_lock = asyncio.Lock() if self.backend == "sqlite" else None
-        # SQLite: run_write's own engine and connection, used only from its one thread.
+        # SQLite: run_write's own engine and its one connection, used on the event loop and in
+        # the writer thread, never both at once (the write lock is held around every use).
         self._sync_engine: Engine | None = None
         self._sync_writer: Engine | None = None
         self._sync_inline: Engine | None = None
@@ -84,8 +85,7 @@ class Database:
             sync = create_engine(
                 self.url.set(drivername="sqlite+pysqlite"),
                 pool_size=1, max_overflow=0,
-                # Opened, used and disposed of in the writer thread only; the flag just lets
-                # the pool's bookkeeping run elsewhere.
+                # One connection, two threads taking turns under the write lock.
                 connect_args={"check_same_thread": False},
             )
             self._sqlite_events(sync)
