@@ -26,13 +26,19 @@ TOKEN = "test-token-for-court-110105"
 OTHER_TOKEN = "test-token-for-court-310115"
 
 
-def need(condition: bool, what: str) -> None:
+def need(condition: bool, what: str, *, provided_by: str = ".ci/run installs or starts it"
+         ) -> None:
     """Skip when a system tool or server is missing outside CI; in CI that is a failure."""
     if condition:
         return
     if IN_CI:
-        pytest.fail(f"{what} is required in CI (.ci/run provides it)")
+        pytest.fail(f"{what} is required in CI ({provided_by})")
     pytest.skip(f"{what} is not available here")
+
+
+# Where the agencies' published specifications come from, for the tests that compare our
+# packaged copies with them.
+SPECS_BESIDE = "CI checks the project out beside ../shared"
 
 
 def gateway_config(tmp_path: Path, agencies: list[Mapping[str, Any]], **gateway: Any

@@ -46,7 +46,7 @@ from gateway.security.enveloped import (
 )
 from gateway.security.xmldsig import ECDSA_SHA256, ENVELOPED, EXC_C14N, SHA256, XmlSecurityError
 from gateway.security.xmlsafe import parse_xml
-from tests.conftest import SPECS, need
+from tests.conftest import SPECS, SPECS_BESIDE, need
 from tests.security.test_certs import make_cert
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -209,7 +209,8 @@ def mask_value(data: bytes) -> bytes:
 
 
 def test_rers23_examples_are_the_published_bytes() -> None:
-    need(SPECS.exists(), f"the agencies' specifications at {SPECS}")
+    need(SPECS.exists(), f"the agencies' specifications at {SPECS}",
+         provided_by=SPECS_BESIDE)
     published = sorted((SPECS / "examples" / "rers").iterdir())
     assert [p.name for p in published] == sorted(p.name for p in RERS.iterdir()
                                                  if not p.name.startswith("land-registry"))

@@ -48,14 +48,15 @@ from tests.adapters.vrs import (
     seize,
     seizure_doc,
 )
-from tests.conftest import need
+from tests.conftest import SPECS_BESIDE, need
 
 EXAMPLES = DATA / "vrs"
 PACKAGED = resources.files("gateway.adapters.vrs").joinpath(codec.OPENAPI_FILE)
 
 
 def test_packaged_openapi_is_an_unchanged_copy() -> None:
-    need(OPENAPI_ORIGINAL.exists(), f"the agencies' specification {OPENAPI_ORIGINAL}")
+    need(OPENAPI_ORIGINAL.exists(), f"the agencies' specification {OPENAPI_ORIGINAL}",
+         provided_by=SPECS_BESIDE)
     assert PACKAGED.read_bytes() == OPENAPI_ORIGINAL.read_bytes()
 
 

@@ -11,7 +11,7 @@ from mock_agencies.common.clock import ManualClock
 from mock_agencies.common.fixture import FixtureError, resolve_date
 from mock_agencies.vrs.server import DEFAULT_FIXTURE, create_app
 from mock_agencies.vrs.state import Registry
-from tests.conftest import SPECS, need
+from tests.conftest import SPECS, SPECS_BESIDE, need
 from tests.mock_agencies.vrs.client import (
     AGENCY_KEY,
     FIXTURE_PATH,
@@ -25,7 +25,8 @@ SPEC_FIXTURE = SPECS / "examples" / "vrs" / "fixture.json"
 
 def test_vrs22_packaged_fixture_is_the_example_unchanged() -> None:
     assert DEFAULT_FIXTURE.read_bytes() == FIXTURE_PATH.read_bytes()
-    need(SPEC_FIXTURE.exists(), f"the agencies' specifications at {SPECS}")
+    need(SPEC_FIXTURE.exists(), f"the agencies' specifications at {SPECS}",
+         provided_by=SPECS_BESIDE)
     assert DEFAULT_FIXTURE.read_bytes() == SPEC_FIXTURE.read_bytes()
 
 
