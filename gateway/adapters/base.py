@@ -39,19 +39,43 @@ async def before_poll(
     call: AgencyCall,
     save: Mapping[str, Any] | None,
     wait: float,
+    *,
+    since: float,
+    clock: Callable[[], float],
     sleep: Callable[[float], Awaitable[None]],
 ) -> None:
     """Get ready for the next poll: store ``save`` (when given) durably and wait out the
     ``wait`` seconds the agency asked for, side by side. Both are over before the poll goes out,
     so a crash after it still finds the checkpoint, and the commit costs the call no time of
-    its own: it runs while the protocol makes us wait anyway."""
+    its own: it runs while the protocol makes us wait anyway.
+
+    The wait runs from ``since`` (on ``clock``): when the answer asking for it was received
+    (``RestResponse.received``), so verifying and decoding that answer happen during the wait
+    instead of before it. It ends no earlier than ``since + wait``, whatever the event loop's
+    timers do (uvloop's may fire a millisecond early): the agency said not earlier.
+    """
+    ready_at = since + wait
     if save is None:
-        if wait > 0:
-            await sleep(wait)
-    elif wait > 0:
-        await asyncio.gather(call.checkpoint(save), sleep(wait))
-    else:
-        await call.checkpoint(save)
+        await _sleep_until(ready_at, clock, sleep)
+        return
+    # The checkpoint in a task of its own, the wait in this one: when the wait ends, this call
+    # goes on at once instead of a turn or two of the loop later (as through asyncio.gather).
+    saving = asyncio.ensure_future(call.checkpoint(save))
+    try:
+        await _sleep_until(ready_at, clock, sleep)
+    except BaseException:
+        saving.cancel()
+        if saving.done() and not saving.cancelled():
+            saving.exception()  # retrieved: what we raise is the wait's
+        raise
+    await saving
+
+
+async def _sleep_until(
+    ready_at: float, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]]
+) -> None:
+    while (left := ready_at - clock()) > 0:
+        await sleep(left)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ on its own; the dispatcher owns retries.
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -80,12 +81,17 @@ class SentRequest:
 
 @dataclass(frozen=True, slots=True)
 class RestResponse:
-    """A complete HTTP response, body read; status and headers are not interpreted here."""
+    """A complete HTTP response, body read; status and headers are not interpreted here.
+
+    ``received`` is when its last byte was read, on the transport's monotonic clock: a wait the
+    agency asks for in it (``retryAfterSeconds``) runs from then, while we verify and decode.
+    """
 
     status: int
     headers: CIMultiDictProxy[str]
     body: bytes
     request: SentRequest
+    received: float = 0.0
 
 
 def _ssl_context(agency: AgencyConfig) -> ssl.SSLContext | None:
@@ -121,8 +127,10 @@ class RestTransport:
         *,
         signer: RequestSigner | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = agency.endpoint.rstrip("/")
+        self._clock = clock
         self._agency_id = agency.id
         self._limits = agency.limits
         self._signer = signer
@@ -202,7 +210,9 @@ class RestTransport:
                         code="response-too-large",
                     )
                 if declared is not None:  # within the limit, and the parser reads no more
-                    return RestResponse(resp.status, resp.headers, await resp.read(), sent[-1])
+                    body_read = await resp.read()
+                    return RestResponse(resp.status, resp.headers, body_read, sent[-1],
+                                        self._clock())
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in resp.content.iter_chunked(64 * 1024):
@@ -214,7 +224,8 @@ class RestTransport:
                             code="response-too-large",
                         )
                     chunks.append(chunk)
-                return RestResponse(resp.status, resp.headers, b"".join(chunks), sent[-1])
+                return RestResponse(resp.status, resp.headers, b"".join(chunks), sent[-1],
+                                    self._clock())
         except GatewayError:
             raise
         except BaseException as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,6 +237,7 @@ class SoapTransport(Generic[V]):
 
     The endpoint is ``agency.endpoint`` (its path is the POST target). ``rest`` may be given to
     share a RestTransport whose ``base_url`` is the endpoint's origin; it is then not closed here.
+    ``clock`` stamps each response's ``received`` (the RestTransport's, when one is made here).
     """
 
     def __init__(
@@ -248,6 +250,7 @@ class SoapTransport(Generic[V]):
         verifier: EnvelopeVerifier[V],
         rest: RestTransport | None = None,
         prefixes: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if version not in _NS:
             raise ValueError(f"SOAP version must be 1.1 or 1.2, not {version!r}")
@@ -263,7 +266,7 @@ class SoapTransport(Generic[V]):
         origin = f"{parts.scheme}://{parts.netloc}"
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if rest is None:
-            self.rest = RestTransport(dataclasses.replace(agency, endpoint=origin))
+            self.rest = RestTransport(dataclasses.replace(agency, endpoint=origin), clock=clock)
             self._owns_rest = True
         else:
             if rest.base_url != origin:

@@ -127,6 +127,31 @@ async def test_redirects_are_not_followed(
     assert resp.status == 302
 
 
+async def test_each_response_is_stamped_when_its_body_was_read(
+    transports: list[RestTransport], servers: list[TestServer]
+) -> None:
+    """``received`` is on the transport's clock, read once the whole body is in (a protocol
+    wait the answer asks for runs from then), with or without a Content-Length."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path == "/chunked":
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            await resp.write(b"part")
+            await resp.write_eof()
+            return resp
+        return web.Response(body=b"ok")
+
+    server = await serve(handler)
+    servers.append(server)
+    ticks = iter([41.5, 42.5])
+    t = RestTransport(agency(str(server.make_url("")).rstrip("/")), clock=lambda: next(ticks))
+    transports.append(t)
+    sized = await t.request("GET", "/sized")
+    chunked = await t.request("GET", "/chunked")
+    assert (sized.body, sized.received) == (b"ok", 41.5)
+    assert (chunked.body, chunked.received) == (b"part", 42.5)
+
+
 async def test_session_is_lazy_pooled_and_reopened_after_close(
     transports: list[RestTransport], servers: list[TestServer]
 ) -> None:

@@ -159,7 +159,7 @@ class CbasAdapter:
         self._verifier = WsSecurityVerifier({self.bank_cert_sha256: bank_certificate}, clock=now)
         self._soap: SoapTransport[VerifiedEnvelope] = SoapTransport(
             agency, version="1.1", wsdl_path=codec.wsdl_path(), signer=self._sign,
-            verifier=self._verifier.verify, prefixes={"cbas": codec.CBAS_NS},
+            verifier=self._verifier.verify, prefixes={"cbas": codec.CBAS_NS}, clock=clock,
         )
 
     @property
@@ -184,7 +184,7 @@ class CbasAdapter:
         state = _resumed(call.resume)
         wait: float
         if state is None:
-            receipt = await self._submit(command, operation)
+            receipt, since = await self._submit(command, operation)
             wait = float(receipt.retry_after)
             state = {
                 "ticketId": receipt.ticket_id,
@@ -196,11 +196,11 @@ class CbasAdapter:
             # Before polling: a crash, a timeout or a pending hand-back from here on resumes
             # polling this ticket instead of submitting again (stored while we wait out
             # retryAfterSeconds).
-            return await self._poll(call, command, operation, state, wait, save=True)
+            return await self._poll(call, command, operation, state, wait, since, save=True)
         # Resumed: wait out what is left of the last retryAfterSeconds (CBAS-23), e.g. when
         # the dispatcher capped the delay it parked the item for.
         wait = _remaining(state, self._now())
-        return await self._poll(call, command, operation, state, wait)
+        return await self._poll(call, command, operation, state, wait, self._clock())
 
     @property
     def transport(self) -> RestTransport:
@@ -214,7 +214,8 @@ class CbasAdapter:
 
     async def _submit(
         self, command: InquiryCommand | ControlCommand, operation: str
-    ) -> codec.Receipt:
+    ) -> tuple[codec.Receipt, float]:
+        """The bank's Receipt, and when it was received (``before_poll``'s ``since``)."""
         try:
             _, payload = codec.request_payload(command, self._payee)
         except codec.InvalidCommand as exc:
@@ -225,7 +226,7 @@ class CbasAdapter:
         reply = await self._exchange(operation, payload)
         doc = self._decode_payload(operation, reply, applied=True)
         try:
-            return codec.decode_receipt(doc, command.request_id)
+            return codec.decode_receipt(doc, command.request_id), reply.http.received
         except codec.InvalidResponse as exc:
             raise self._invalid(operation, str(exc), applied=True) from exc
 
@@ -236,11 +237,12 @@ class CbasAdapter:
         operation: str,
         state: dict[str, Any],
         wait: float,
+        since: float,
         *,
         save: bool = False,
     ) -> Outcome:
-        """Poll the ticket in ``state`` until it is final; ``save``: checkpoint ``state``
-        before the first poll."""
+        """Poll the ticket in ``state`` until it is final, the first time ``wait`` seconds after
+        ``since`` (the monotonic clock's); ``save``: checkpoint ``state`` before that poll."""
         ticket_id: str = state["ticketId"]
         replayed = state.get("replayed") is True
         deadline = self._clock() + self._poll_deadline
@@ -256,9 +258,10 @@ class CbasAdapter:
                     f"{self._agency.id}: ticket {ticket_id} ({operation}) still pending",
                     code="PENDING", retry_after=wait,
                 )
-            await before_poll(call, state if save else None, wait, self._sleep)
+            await before_poll(call, state if save else None, wait, since=since,
+                              clock=self._clock, sleep=self._sleep)
             save = False
-            answer = await self._fetch(command, ticket_id, replayed)
+            answer, since = await self._fetch(command, ticket_id, replayed)
             if answer.status == "PENDING":
                 wait = float(answer.retry_after or 1)
                 continue
@@ -272,13 +275,15 @@ class CbasAdapter:
 
     async def _fetch(
         self, command: InquiryCommand | ControlCommand, ticket_id: str, replayed: bool
-    ) -> codec.FetchAnswer:
+    ) -> tuple[codec.FetchAnswer, float]:
+        """One FetchResult answer, and when it was received."""
         # CBAS-23 / README §7: every poll has a new requestId (tracing only, never deduplicated).
         payload = codec.fetch_payload(self._new_request_id(), ticket_id)
         reply = await self._exchange("FetchResult", payload)
         doc = self._decode_payload("FetchResult", reply, applied=False)
         try:
-            return codec.decode_fetch(doc, command, ticket_id, replayed=replayed)
+            return (codec.decode_fetch(doc, command, ticket_id, replayed=replayed),
+                    reply.http.received)
         except codec.InvalidResponse as exc:
             # Not an answer to our question (another ticket, request or operation): transient;
             # the checkpoint keeps the ticket, so the next attempt asks again.

@@ -167,7 +167,7 @@ class VrsAdapter:
             raise ConfigError("agency_key", "is our own signing key, not the registry's")
         # VRS-08: the registry's registered key is the only trusted responder.
         self._verifier = Verifier({self.agency_keyid: agency_public})
-        self._rest = RestTransport(agency, signer=self._sign)
+        self._rest = RestTransport(agency, signer=self._sign, clock=clock)
 
     @property
     def transport(self) -> RestTransport:
@@ -204,6 +204,7 @@ class VrsAdapter:
     async def _inquire(self, call: AgencyCall, command: InquiryCommand) -> InquiryResult:
         query_id = call.resume.get("queryId")
         wait: float
+        since = self._clock()  # when the answer asking for ``wait`` came
         save: dict[str, Any] | None = None
         if isinstance(query_id, str) and _AGENCY_ID.match(query_id):
             wait = 0.0  # resumed: the dispatcher already waited what we last handed back
@@ -213,6 +214,7 @@ class VrsAdapter:
                 command.request_id,
             )
             query_id, wait = self._decode(_CREATE_QUERY, resp, codec.query_accepted, doc)
+            since = resp.received
             # Before polling: a crash or a timeout from here on resumes polling this query
             # instead of posting again (stored while we wait out retryAfterSeconds).
             save = {"queryId": query_id}
@@ -228,7 +230,8 @@ class VrsAdapter:
                     f"{self._agency.id}: query {query_id} still pending",
                     code="query-pending", retry_after=wait,
                 )
-            await before_poll(call, save, wait, self._sleep)
+            await before_poll(call, save, wait, since=since, clock=self._clock,
+                              sleep=self._sleep)
             save = None
             resp, doc = await self._exchange(_GET_QUERY, path, None, None)
             state = self._decode(
@@ -236,7 +239,7 @@ class VrsAdapter:
             )
             if state.result is not None:
                 return state.result
-            wait = float(state.retry_after or 1)
+            wait, since = float(state.retry_after or 1), resp.received
 
     # --- control actions -----------------------------------------------------------------
 

@@ -241,7 +241,7 @@ async def test_the_ticket_is_stored_while_waiting_and_before_the_first_fetch(
     _, adapter = await start(closing, script, time=Time())
     result = await adapter.execute(AgencyCall(inquiry(), checkpoint=probe.checkpoint))
     assert isinstance(result, InquiryResult)
-    assert log == ["InquireAccounts", "sleep 3.0", "slept", "saved TKT-9", "FetchResult"]
+    assert log == ["InquireAccounts", "sleep 3", "slept", "saved TKT-9", "FetchResult"]
 
 
 async def test_resume_from_checkpoint_skips_the_submit(closing: list[object]) -> None:

@@ -204,7 +204,7 @@ async def test_the_query_id_is_stored_while_waiting_and_before_the_first_poll(
 
     registry = await FakeRegistry(script).start()  # type: ignore[arg-type]
     closing.append(registry)
-    adapter = VrsAdapter(agency_config(registry.url), clock=lambda: 1000.0, sleep=probe.sleep)
+    adapter = VrsAdapter(agency_config(registry.url), clock=probe.clock, sleep=probe.sleep)
     closing.append(adapter)
     result = await adapter.execute(AgencyCall(inquiry(), checkpoint=probe.checkpoint))
     assert isinstance(result, InquiryResult)
