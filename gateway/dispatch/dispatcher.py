@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -288,36 +288,39 @@ class Dispatcher:
     async def _flusher(self) -> None:
         while True:
             if not self._pending and not self._checkpoints:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._flush_wake.wait(), timeout=self.flush_interval)
+                if self.stopping:  # look again shortly: the last calls may be finishing
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._flush_wake.wait(),
+                                               timeout=self.flush_interval)
+                else:
+                    # Woken straight from complete() or checkpoint(): no timer, and no task in
+                    # between (wait_for's) to cost a turn of the loop before the write starts.
+                    await self._flush_wake.wait()
                 self._flush_wake.clear()
                 if not self._pending and not self._checkpoints:
                     if self.stopping and not any(lane.running for lane in self.lanes.values()):
                         return
                     continue
             self._flush_wake.clear()
-            # Checkpoints first: a poll waits on each of them, a completion only on itself.
+            # Checkpoints and completions in one transaction: one commit for the lot. The
+            # checkpoints go first; a completion never shares a group with its own checkpoint,
+            # since a call waits for its checkpoint before it goes on.
             checkpoints, self._checkpoints = self._checkpoints, []
-            if checkpoints:
-                await self._write(checkpoints, "checkpoints", self.store.save_checkpoints)
             batch, self._pending = self._pending, []
-            if batch:
-                await self._write(batch, "completions", self.store.complete)
-
-    @staticmethod
-    async def _write(group: list[tuple[Any, asyncio.Future[None]]], what: str,
-                     write: Callable[[list[Any]], Awaitable[Any]]) -> None:
-        try:
-            await write([entry for entry, _ in group])
-        except Exception as exc:  # the items keep their leases; they expire and are retried
-            log.exception("recording %d %s failed", len(group), what)
-            for _, fut in group:
-                if not fut.done():
-                    fut.set_exception(exc)
-        else:
-            for _, fut in group:
-                if not fut.done():
-                    fut.set_result(None)
+            futures = [fut for _, fut in checkpoints] + [fut for _, fut in batch]
+            try:
+                await self.store.record([entry for entry, _ in checkpoints],
+                                        [entry for entry, _ in batch])
+            except Exception as exc:  # the items keep their leases; they expire and are retried
+                log.exception("recording %d checkpoints and %d completions failed",
+                              len(checkpoints), len(batch))
+                for fut in futures:
+                    if not fut.done():
+                        fut.set_exception(exc)
+            else:
+                for fut in futures:
+                    if not fut.done():
+                        fut.set_result(None)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; let calls in flight finish for up to ``grace`` seconds; give the

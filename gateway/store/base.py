@@ -270,6 +270,14 @@ class Store(Protocol):
         row (batches) or set the control outcome. Completions whose lease was lost are ignored.
         Returns how many were applied."""
 
+    async def record(
+        self,
+        checkpoints: Sequence[tuple[int, str, Mapping[str, Any]]],
+        completions: Sequence[Completion],
+    ) -> int:
+        """``save_checkpoints(checkpoints)`` then ``complete(completions)`` in one transaction;
+        returns how many completions were applied."""
+
     async def extend_leases(
         self, lease_tokens: Sequence[str], *, lease_seconds: float, now: dt.datetime
     ) -> None:

@@ -113,27 +113,43 @@ class LeaseOps:
         """Several ``save_checkpoint`` calls as one transaction (the dispatcher groups them):
         each (work_id, lease_token, state) applies only under its lease, and is ignored, like a
         completion, once the lease is lost: the item is someone else's now."""
-        if not checkpoints:
-            return
-        latest = {work_id: (token, state) for work_id, token, state in checkpoints}
-        pks = sorted(latest)
-        st = _statements(self._backend)
-        params = {
-            **st.checkpoint_rows.params(
-                pk=pks,
-                token=[latest[pk][0] for pk in pks],
-                state=[dump(latest[pk][1]) for pk in pks],
-            ),
-            "now": utcnow(),
-        }
-        await self._db.run_write(lambda conn: conn.execute(st.checkpoint, params))
+        await self.record(checkpoints, ())
 
     async def complete(self, completions: Sequence[Completion]) -> int:
-        if not completions:
+        return await self.record((), completions)
+
+    async def record(
+        self,
+        checkpoints: Sequence[tuple[int, str, Mapping[str, Any]]],
+        completions: Sequence[Completion],
+    ) -> int:
+        """``save_checkpoints`` then ``complete``, as one transaction: the dispatcher's group
+        commit, one commit (and one fsync) for whatever was queued. Returns how many
+        completions were applied."""
+        if not checkpoints and not completions:
             return 0
         for completion in completions:
             check_completion(completion)
-        return await self._db.run_write(self._complete, completions)
+        st = _statements(self._backend)
+        saving: dict[str, Any] | None = None
+        if checkpoints:
+            latest = {work_id: (token, state) for work_id, token, state in checkpoints}
+            pks = sorted(latest)
+            saving = {
+                **st.checkpoint_rows.params(
+                    pk=pks,
+                    token=[latest[pk][0] for pk in pks],
+                    state=[dump(latest[pk][1]) for pk in pks],
+                ),
+                "now": utcnow(),
+            }
+
+        def transaction(conn: Connection) -> int:
+            if saving is not None:
+                conn.execute(st.checkpoint, saving)
+            return self._complete(conn, completions) if completions else 0
+
+        return await self._db.run_write(transaction)
 
     def _complete(self, conn: Connection, completions: Sequence[Completion]) -> int:
         st = _statements(self._backend)

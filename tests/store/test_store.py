@@ -471,6 +471,35 @@ async def test_checkpoints_survive_a_lost_lease(store: SqlStore) -> None:
     assert third.checkpoint == {"ticket": "T-1", "step": 2}
 
 
+async def test_checkpoints_and_completions_are_recorded_in_one_transaction(
+    store: SqlStore,
+) -> None:
+    """``record``: the dispatcher's group commit. Both halves apply (under their leases), or,
+    when the transaction fails part-way, neither does."""
+    record, _ = await store.create_batch(batch(), items(3), deadline_at=DEADLINE)
+    a, b, c = await claim(store, limit=3)
+    broken = Completion(work_id=c.work_id, lease_token=c.lease_token, state=WorkState.DONE,
+                        attempt=attempt(), result={"not json": {1, 2}})
+    with pytest.raises(TypeError):  # the result cannot be stored: found mid-transaction
+        await store.record([(a.work_id, a.lease_token, {"queryId": "VQ-lost"})],
+                           [done(b), broken])
+    assert await store.batch_results(record.pk, after=0, limit=10) == []
+    later = NOW + dt.timedelta(seconds=LEASE + 1)
+    a, b, c = await claim(store, limit=3, now=later)  # the leases expired; nothing was saved
+    assert (a.checkpoint, b.attempts, c.attempts) == ({}, 0, 0)
+    applied = await store.record(
+        [(a.work_id, a.lease_token, {"queryId": "VQ-1"}),
+         (c.work_id, "not-the-lease", {"queryId": "forged"})],
+        [done(b, {"answer": 1})],
+    )
+    assert applied == 1
+    (row,) = await store.batch_results(record.pk, after=0, limit=10)
+    assert row.body == {"answer": 1}
+    later += dt.timedelta(seconds=LEASE + 1)
+    again = {w.work_id: w.checkpoint for w in await claim(store, limit=3, now=later)}
+    assert again == {a.work_id: {"queryId": "VQ-1"}, c.work_id: {}}
+
+
 async def test_released_items_are_ready_again(store: SqlStore) -> None:
     await store.create_batch(batch(), items(4), deadline_at=DEADLINE)
     first = await claim(store, limit=3)
