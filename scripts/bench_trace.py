@@ -10,12 +10,16 @@ wrappers installed before it starts:
   (``on_request_headers_sent``) until the response headers and body were read (the body read
   by ``RestTransport`` right after ``on_request_end``; bodies here are a few KiB on loopback),
   via an aiohttp ``TraceConfig`` added to every client session;
-* the waits the agency's protocol imposes (``retryAfterSeconds`` before a poll) go through the
-  adapter's ``_sleep``, and count as the agency's time too (the seconds asked for: a timer
-  that fires late because the event loop is busy is the gateway's time).
+* the waits the agency's protocol imposes (``retryAfterSeconds`` before a poll, in the
+  adapters' ``before_poll``) count as the agency's time too: from the moment the answer asking
+  for the wait was received, up to the seconds asked for (a poll later than that, because the
+  event loop was busy or a timer fired late, is the gateway's time).
 
 ``added = call time - time in the agency - protocol waits``: signing, verifying, schema checks,
-decoding, the completion's commit, and any time spent waiting for the event loop. Per HTTP
+decoding (where not done during a protocol wait), the completion's commit, and any time spent
+waiting for the event loop. Each call's record also splits out ``late`` (polls after the
+protocol's wait was over), ``exchanges`` (the time its HTTP exchanges added, hidden or not
+behind a wait) and ``commit`` (waiting for its outcome to be durable). Per HTTP
 exchange the same split is made around the adapter's ``_exchange``. Also timed, to say where the
 added time goes: each wait for a checkpoint and for a completion to be durable (``Dispatcher``'s
 ``checkpoint`` and ``complete``), how late the loop runs a 10 ms timer (``lag``), and each
@@ -41,7 +45,7 @@ import aiohttp
 _call: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("call", default=None)
 _exchange: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("exchange",
                                                                               default=None)
-records: list[tuple[str, float, float]] = []
+records: list[tuple[Any, ...]] = []
 
 
 def _install() -> None:
@@ -76,11 +80,11 @@ def _install() -> None:
     run_item = _Lane._run_item
 
     async def timed_item(self: Any, item: Any) -> None:
-        acc = [0.0]
+        acc = [0.0, 0.0, 0.0, 0.0]  # agency, late timers, exchanges' added, commit waits
         _call.set(acc)
         t0 = time.perf_counter()
         await run_item(self, item)
-        records.append(("call", time.perf_counter() - t0, acc[0]))
+        records.append(("call", time.perf_counter() - t0, *acc))
 
     _Lane._run_item = timed_item  # type: ignore[method-assign]
 
@@ -95,7 +99,11 @@ def _install() -> None:
             try:
                 return await __original(self, *args, **kwargs)
             finally:
-                records.append((__name, time.perf_counter() - t0, 0.0))
+                spent = time.perf_counter() - t0
+                records.append((__name, spent, 0.0))
+                acc = _call.get()
+                if acc is not None and __name == "complete":
+                    acc[3] += spent
 
         setattr(Dispatcher, name, timed_store)
 
@@ -124,24 +132,28 @@ def _install() -> None:
 
     gc.callbacks.append(collected)
 
+    from gateway.adapters.cbas import adapter as cbas_adapter
+    from gateway.adapters.vrs import adapter as vrs_adapter
+
+    for module in (vrs_adapter, cbas_adapter):
+        # The protocol's wait runs from the moment the answer asking for it was received
+        # (``since``): the agency's time is up to ``wait`` of it, whatever the gateway did
+        # meanwhile (verifying and decoding that answer, the checkpoint's commit); a poll later
+        # than ``since + wait`` is the gateway's time (``late``: a busy loop, a timer).
+        async def timed_before_poll(call: Any, save: Any, wait: float, *, since: float,
+                                    clock: Callable[[], float], sleep: Any,
+                                    __original: Any = module.before_poll) -> None:
+            await __original(call, save, wait, since=since, clock=clock, sleep=sleep)
+            acc = _call.get()
+            if acc is not None:
+                waited = clock() - since
+                acc[0] += min(wait, waited)
+                acc[1] += max(0.0, waited - wait)
+
+        module.before_poll = timed_before_poll  # type: ignore[assignment]
+
     for adapter in (VrsAdapter, CbasAdapter):
-        init_adapter = adapter.__init__
         exchange = adapter._exchange
-
-        def patched_init(self: Any, *args: Any, __init: Callable[..., None] = init_adapter,
-                         **kwargs: Any) -> None:
-            __init(self, *args, **kwargs)
-            sleep = self._sleep
-
-            async def counted_sleep(seconds: float) -> None:
-                # The agency asked for ``seconds``; a timer firing late is our busy loop's.
-                t0 = time.perf_counter()
-                await sleep(seconds)
-                acc = _call.get()
-                if acc is not None:
-                    acc[0] += min(seconds, time.perf_counter() - t0)
-
-            self._sleep = counted_sleep
 
         async def timed_exchange(self: Any, *args: Any, __exchange: Any = exchange,
                                  **kwargs: Any) -> Any:
@@ -151,21 +163,30 @@ def _install() -> None:
             try:
                 return await __exchange(self, *args, **kwargs)
             finally:
-                records.append(("exchange", time.perf_counter() - t0, acc[0]))
+                spent = time.perf_counter() - t0
+                records.append(("exchange", spent, acc[0]))
                 _exchange.reset(token)
+                outer = _call.get()
+                if outer is not None:
+                    outer[2] += spent - acc[0]
 
-        adapter.__init__ = patched_init  # type: ignore[method-assign]
         adapter._exchange = timed_exchange  # type: ignore[method-assign]
 
 
 def _write() -> None:
     with open(os.environ["BENCH_TRACE_OUT"], "w", encoding="utf-8") as f:
-        for kind, total, agency in records:
-            f.write(json.dumps({"kind": kind, "total": total, "agency": agency}) + "\n")
+        for kind, total, agency, *parts in records:
+            record = {"kind": kind, "total": total, "agency": agency}
+            if parts:
+                record.update(zip(("late", "exchanges", "commit"), parts, strict=True))
+            f.write(json.dumps(record) + "\n")
 
 
 def main() -> int:
     _install()
+    if os.environ.get("BENCH_GC_OFF"):
+        gc.disable()
+
     atexit.register(_write)
     from gateway.cli import main as gateway_main
 
