@@ -71,11 +71,18 @@ async def before_poll(
     await saving
 
 
+# The shortest sleep after a timer fired early. uvloop's timers count whole milliseconds of a
+# clock read once per turn of the loop, so a wait may end up to ~1.5 ms early; sleeping the
+# exact remainder again (often under a millisecond, which uvloop rounds to "now") would spin the
+# loop until the deadline instead.
+_RESLEEP = 0.001
+
+
 async def _sleep_until(
     ready_at: float, clock: Callable[[], float], sleep: Callable[[float], Awaitable[None]]
 ) -> None:
     while (left := ready_at - clock()) > 0:
-        await sleep(left)
+        await sleep(max(left, _RESLEEP))
 
 
 @dataclass(frozen=True, slots=True)
