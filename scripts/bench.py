@@ -182,7 +182,7 @@ def fanout(args: argparse.Namespace, work: Path) -> dict[str, Any]:
           f"{r['calls_per_s']:.0f} calls/s, peak RSS {mb(r['rss_peak'])}", flush=True)
     return {**r, "measured_on": dt.date.today().isoformat(), "machine": machine(),
             "concurrency": args.fanout_concurrency, "pending_polls": args.pending_polls,
-            "mocks_indexed": True}
+            "mocks_indexed": True, "speed_us": speed()}
 
 
 def memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -347,7 +347,7 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
     w("- Every run checks its results against the mock agencies' fixtures (every subject with "
       "assets found, nothing else), and that no call failed or was retried.\n")
     w(f"Run it again with `make bench` (this run took {duration / 60:.1f} minutes; the "
-      "100,000-subject fan-out is `make bench-full`, about an hour here; `make bench-smoke` is the "
+      "100,000-subject fan-out is `make bench-full`, 20 to 60 minutes here; `make bench-smoke` is the "
       "30-second smoke run the tests use; `python scripts/bench.py --render` rewrites this "
       "page from the figures recorded in `docs/benchmarks.json`). Each section names the "
       "script that measures it; each script also runs alone.\n")
@@ -515,13 +515,19 @@ def _soap_section(w: Any, args: argparse.Namespace, sp: dict[str, Any]) -> None:
       f"{args.soap_concurrency} --pending-polls {args.pending_polls} --rounds {len(rounds)}`.\n")
 
 
+def _speed_then(fo: dict[str, Any]) -> str:
+    """The machine-speed reference of a run recorded on its own (``make bench-full``)."""
+    us = fo.get("speed_us")
+    return f" (an Ed25519 signature took {us:.0f} µs then)" if us else ""
+
+
 def _fanout_table(w: Any, fo: dict[str, Any]) -> None:
     missing = "" if "rers-demo" in fo["agencies"] else (
         " The land registry's mock was not available, so it is left out.")
     w(f"One batch of {fo['subjects']:,} subjects to every mock agency "
       f"({', '.join(fo['agencies'])}): {fo['calls']:,} agency calls, "
       f"{_polls(fo['pending_polls'])} each, concurrency {fo['concurrency']:,} per agency, one "
-      f"run, on {fo['measured_on']}.{missing}\n")
+      f"run, on {fo['measured_on']}{_speed_then(fo)}.{missing}\n")
     w("| measure | value |")
     w("|---|---|")
     w(f"| subjects per second | {fo['subjects_per_s']:.1f} |")
@@ -562,14 +568,17 @@ def _fanout_section(w: Any, args: argparse.Namespace, fo: dict[str, Any] | None,
               "`make bench-full` measures the fan-out again; it did not fit in the session "
               "that found this.\n")
     else:
-        w("No 100,000-subject run is recorded yet: `make bench-full` runs it (expect an "
-          "hour here) and keeps its figures for this report.\n")
+        w("No 100,000-subject run is recorded yet: `make bench-full` runs it (20 minutes to "
+          "an hour here, with the machine's speed) and keeps its figures for this report.\n")
     if fo:
         w(f"### {fo['subjects']:,} subjects (`make bench`, this run)\n")
+        took = (f" (the recorded one took {full['elapsed'] / 60:.0f} minutes)" if full
+                 else "")
         w("`make bench` runs the fan-out smaller: at 100,000 subjects the three agencies take "
-          "about 100,000 bank calls at roughly 12 ms of CPU each (gateway and mock bank "
-          "together), beyond the 10 minutes `make bench` may take on 2 cores; section 4 runs a "
-          "100,000-subject batch against the vehicle registry for the memory figure.\n")
+          "300,000 calls, 100,000 of them to the bank at several ms of CPU each (gateway and "
+          f"mock bank together), beyond the 10 minutes `make bench` may take on 2 cores{took}; "
+          "section 4 runs a 100,000-subject batch against the vehicle registry for the memory "
+          "figure.\n")
         _fanout_table(w, fo)
     w("The wait is from acceptance (the batch committed) to the item's first call: in a batch "
       "far larger than the concurrency, items queue in the store, oldest first, and the wait "
