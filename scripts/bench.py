@@ -323,7 +323,8 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
     w("# Benchmarks\n")
     w(f"Written by `{cmd}` on {written_on} in {duration / 60:.1f} minutes"
       + (" (**smoke mode: tiny sizes, the figures mean nothing**)" if args.quick else "") + ".\n")
-    w(f"- Machine: {res.get('machine') or machine()}; an Ed25519 signature took {res.get('speed_us', 0):.0f} µs at the "
+    w(f"- Machine: {res.get('machine') or machine()}; an Ed25519 signature took "
+      f"{res.get('speed_us', 0):.0f} µs at the "
       "start of the run (a reference for the machine's speed that day: on this workplace's "
       "machines the same code has run at 32 µs and at 65 µs, and every absolute figure below "
       "moves with it; the ratios much less).")
@@ -347,9 +348,10 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
     w("- Every run checks its results against the mock agencies' fixtures (every subject with "
       "assets found, nothing else), and that no call failed or was retried.\n")
     w(f"Run it again with `make bench` (this run took {duration / 60:.1f} minutes; the "
-      "100,000-subject fan-out is `make bench-full`, 20 to 60 minutes here; `make bench-smoke` is the "
-      "30-second smoke run the tests use; `python scripts/bench.py --render` rewrites this "
-      "page from the figures recorded in `docs/benchmarks.json`). Each section names the "
+      "100,000-subject fan-out is `make bench-full`, 20 to 60 minutes here; "
+      "`make bench-smoke` is the 30-second smoke run the tests use; "
+      "`python scripts/bench.py --render` rewrites this page from the figures recorded in "
+      "`docs/benchmarks.json`). Each section names the "
       "script that measures it; each script also runs alone.\n")
 
     w("## Summary\n")
@@ -543,7 +545,12 @@ def _fanout_table(w: Any, fo: dict[str, Any]) -> None:
     w(f"| gateway CPU µs per agency call (all agencies) | {fo['cpu_us_per_call']:,.0f} |")
     for agency, us in fo["mock_cpu_us_per_call"].items():
         w(f"| mock {agency}: CPU µs per call | {us:,.0f} |")
+    gateway_share = fo["cpu_us_per_call"] * fo["calls_per_s"] / 1e6
+    mocks_share = sum(fo["mock_cpu_us_per_call"].values()) * fo["subjects_per_s"] / 1e6
     w("")
+    w(f"Over the run the gateway used {gateway_share:.0%} of a core and the mock agencies "
+      f"{mocks_share:.0%} of one together, of the 2 cores everything shares (the client "
+      "too).\n")
     w(f"Command: `python scripts/bench_fanout.py --subjects {fo['subjects']} --agencies "
       f"{','.join(a.split('-')[0].replace('bank', 'cbas') for a in fo['agencies'])} "
       f"--concurrency {fo['concurrency']} --pending-polls {fo['pending_polls']}`.\n")
@@ -645,6 +652,21 @@ def _latency_section(w: Any, args: argparse.Namespace, la: dict[str, Any]) -> No
     runs = la.get("runs", [la])
     low, half = runs[-1], runs[0]
     n = bench_floor.requests_per_call(args.pending_polls)
+    if "parts" in half:
+        w("What a call's added time is made of (means over the calls at the median and over "
+          "the slowest 1%, the p99's tail): polls that went out later than the protocol "
+          "allowed (the loop was busy, or a timer counting whole milliseconds fired late; a "
+          "timer that fires early is slept again, since the agency said not earlier), waiting "
+          "for the outcome's durable commit, and the rest (building, signing and sending the "
+          "requests, verifying and decoding the last answer, task switches; the answers that "
+          "ask for a wait are verified during it).\n")
+        w("| load | calls | added | polls late | outcome's commit | the rest |")
+        w("|---|---|---|---|---|---|")
+        for r in runs:
+            for name, part in r.get("parts", {}).items():
+                w(f"| {r['rate']:.0f}/s | {name} | {ms(part['added'])} | {ms(part['late'])} | "
+                  f"{ms(part['commit'])} | {ms(part['rest'])} |")
+        w("")
     w(f"Target p99 < 5 ms per agency call at half the maximum throughput: "
       f"{verdict(la['call']['added_p99'] < 0.005)} per call "
       f"(p99 {ms(half['call']['added_p99'])}, {half['call']['added_p99'] / 0.005:.1f} times "
@@ -653,17 +675,19 @@ def _latency_section(w: Any, args: argparse.Namespace, la: dict[str, Any]) -> No
       f"of, at the lowest load: {_polls(args.pending_polls)} means {n} exchanges of about "
       f"{ms(low['exchange']['added_p50'])} each (sign, send, verify, decode), the durable "
       f"commit of the outcome (about {ms(low['complete']['added_p50'])} with its fsync, "
-      f"group commit included), and {n - 1} timer(s) for the protocol's waits, which the loop "
-      "fires up to a millisecond late: "
+      f"group commit included), and {n - 1} poll(s) after the protocol's wait, which go out "
+      "no earlier than the agency allowed and a little later, the timers counting whole "
+      "milliseconds: "
       f"{ms(low['call']['added_p50'])} at p50 with the loop nearly idle, so 5 ms at p99 is "
       "out of reach for a call that must be durable before it counts. As the load grows the "
       "one event loop is what every call waits for (the lateness column): bursts of responses, "
       "each with a signature to verify, queue behind each other, and the outcome's group "
-      "commit waits for the one before it. The gateway's CPU column explains the rest: at half "
-      "the maximum of section 1 it is close to a full core here, because this load also "
-      "brings 50 API requests a second (one batch every 20 ms) and the probes. The checkpoint "
-      "before the first poll no longer counts: it commits during the protocol's wait "
-      "(`gateway.adapters.base.before_poll`).\n")
+      "commit waits for the one before it; the garbage collector's full collections stop "
+      "everything for tens of milliseconds. The gateway's CPU column explains the rest: at "
+      "half the maximum of section 1 it is most of a core here, because this load also "
+      "brings 50 API requests a second (one batch every 20 ms) and the probes. Neither the "
+      "checkpoint before the first poll nor verifying an answer that asks for a wait counts: "
+      "both happen during the protocol's wait (`gateway.adapters.base.before_poll`).\n")
     w(f"Command: `python scripts/bench_latency.py --rate {la['rate']:.0f} --seconds "
       f"{args.latency_seconds:.0f} --concurrency {args.floor_concurrency} --pending-polls "
       f"{args.pending_polls}` (and `--rate` at a quarter and a tenth).\n")

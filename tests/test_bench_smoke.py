@@ -25,3 +25,8 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
     floor = figures["floor"]["rounds"][0]
     assert floor["gateway"]["calls"] == floor["relay"]["calls"] == 200
     assert figures["latency"]["call"]["n"] == figures["latency"]["calls"]
+    # The probes are wired: every call waited for its commit, and the protocol's wait before
+    # its poll counts as the agency's time (else each call would "add" a second).
+    latency = figures["latency"]
+    assert latency["parts"]["median"]["commit"] > 0
+    assert latency["call"]["agency_p50"] >= 1.0 > latency["call"]["added_p50"]
