@@ -112,7 +112,10 @@ def _install() -> None:
     # each collection of the garbage collector: the two things that stall every call at once.
     start = Dispatcher.start
 
+    serving = [False]  # from the first sample on: start-up's collections are not the load's
+
     async def sample_lag() -> None:
+        serving[0] = True
         while True:
             t0 = time.perf_counter()
             await asyncio.sleep(0.01)
@@ -128,7 +131,7 @@ def _install() -> None:
     def collected(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             began[0] = time.perf_counter()
-        else:
+        elif serving[0]:
             records.append((f"gc{info['generation']}", time.perf_counter() - began[0], 0.0))
 
     gc.callbacks.append(collected)
