@@ -34,7 +34,7 @@ bench-full: $(STAMP)
 
 lint: $(STAMP)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[lint]'
-	$(BIN)/python -m ruff check gateway mock_agencies tests
+	$(BIN)/python -m ruff check gateway mock_agencies tests scripts
 	$(BIN)/python -m mypy
 
 clean:

@@ -161,8 +161,8 @@ class Stack:
 async def start_mock(stack: Stack, agency: demo._Agency, *, cmd: list[str] | None = None,
                      extra: Sequence[str] = ()) -> demo._Proc:
     base = cmd or python_cmd("mock_agencies.cli:main")
-    proc = await demo._start(f"mock {agency.id}", base + [
-        "serve", "--host", "127.0.0.1", "--port", str(agency.port), "--rate-limit", "0",
+    proc = await demo._start(f"mock {agency.id}", [
+        *base, "serve", "--host", "127.0.0.1", "--port", str(agency.port), "--rate-limit", "0",
         *agency.serve_args, *extra], stack.workdir / f"mock-{agency.id}.log")
     stack.procs.append(proc)
     stack.mocks[agency.id] = proc
@@ -181,7 +181,7 @@ async def start_gateway(stack: Stack, *, concurrency: int, cmd: list[str] | None
     old = dict(os.environ)
     try:
         os.environ.update(env or {})
-        proc = await demo._start("gateway", base + ["serve", "--config", str(config)],
+        proc = await demo._start("gateway", [*base, "serve", "--config", str(config)],
                                  stack.workdir / "gateway.log")
     finally:
         os.environ.clear()

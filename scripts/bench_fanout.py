@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_common as bc
+
 from gateway import testing
 
 

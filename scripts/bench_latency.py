@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_common as bc
+
 from gateway import demo, testing
 from gateway.client import GatewayClient
 

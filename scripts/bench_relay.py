@@ -29,7 +29,6 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-
 # --- the relay -------------------------------------------------------------------------------
 
 
@@ -80,7 +79,7 @@ class Relay:
                 result = await self._inquire(header, item)
                 batch["results"].append({"agency": "vrs-demo", "status": "done", "result": result})
                 batch["done"] += 1
-            except Exception as exc:  # noqa: BLE001 - a relay reports, it does not retry
+            except Exception as exc:  # a relay reports, it does not retry
                 batch["results"].append({"agency": "vrs-demo", "status": "failed",
                                          "error": {"message": repr(exc)}})
                 batch["failed"] += 1

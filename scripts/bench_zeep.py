@@ -100,7 +100,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 result = await inquire(service, header, item)
                 out.write(json.dumps({"status": "done", "result": result}, default=str,
                                      ensure_ascii=False) + "\n")
-            except Exception as exc:  # noqa: BLE001 - the script reports and moves on
+            except Exception as exc:  # the script reports and moves on
                 failed += 1
                 out.write(json.dumps({"status": "failed", "error": repr(exc)}) + "\n")
 
