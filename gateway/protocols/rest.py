@@ -91,7 +91,7 @@ class RestResponse:
     headers: CIMultiDictProxy[str]
     body: bytes
     request: SentRequest
-    received: float = 0.0
+    received: float
 
 
 def _ssl_context(agency: AgencyConfig) -> ssl.SSLContext | None:

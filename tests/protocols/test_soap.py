@@ -466,7 +466,7 @@ def _response(status: int, body: bytes) -> RestResponse:
     from gateway.protocols.rest import SentRequest
 
     empty: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
-    return RestResponse(status, empty, body, SentRequest("POST", "/", empty, None))
+    return RestResponse(status, empty, body, SentRequest("POST", "/", empty, None), 0.0)
 
 
 def test_status_and_body_must_agree() -> None:

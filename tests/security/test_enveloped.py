@@ -835,7 +835,7 @@ def _response(status: int, body: bytes) -> RestResponse:
     from multidict import CIMultiDict, CIMultiDictProxy
 
     empty: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
-    return RestResponse(status, empty, body, SentRequest("POST", "/", empty, None))
+    return RestResponse(status, empty, body, SentRequest("POST", "/", empty, None), 0.0)
 
 
 def test_rers07_soap_transport_hooks_build_sign_verify_and_read() -> None:
