@@ -262,7 +262,7 @@ def _profile_tables(raw: Path) -> dict[str, Any]:
         "aiohttp client (sending, receiving; signing excluded)": ("RestTransport.request",),
         "schema checks (VRS-01)": ("schema_errors",),
         "store: claims": ("LeaseOps.claim",),
-        "store: group commits (checkpoints, completions)": ("Dispatcher._write",),
+        "store: group commits (checkpoints, completions)": ("LeaseOps.record",),
         "API: taking the batch": ("post_batch",),
         "model: command from stored JSON, outcome to JSON": ("inquiry_command_from_json",
                                                               "serial.py"),
@@ -683,7 +683,8 @@ def _latency_section(w: Any, args: argparse.Namespace, la: dict[str, Any]) -> No
       "one event loop is what every call waits for (the lateness column): bursts of responses, "
       "each with a signature to verify, queue behind each other, and the outcome's group "
       "commit waits for the one before it; the garbage collector's full collections stop "
-      "everything for tens of milliseconds. The gateway's CPU column explains the rest: at "
+      f"everything, for up to {ms(gc2['max'])} here. The gateway's CPU column explains the "
+      "rest: at "
       "half the maximum of section 1 it is most of a core here, because this load also "
       "brings 50 API requests a second (one batch every 20 ms) and the probes. Neither the "
       "checkpoint before the first poll nor verifying an answer that asks for a wait counts: "
@@ -781,7 +782,28 @@ def _optimisations(w: Any, res: dict[str, Any]) -> None:
       "poll goes out.")
     w("8. **Garbage collector**: full collections paused the loop for about 100 ms each, every "
       "second or two under load; `gateway serve` freezes what start-up loaded (`gc.freeze()`), "
-      "which brought them to 15-50 ms. They remain, with what calls in flight keep alive.\n")
+      "which brought them to 10-20 ms under load (the 46-58 ms reported before was start-up's "
+      "own collection, counted by mistake). They remain, with what calls in flight keep "
+      "alive (about 37,000 tracked objects at 300 calls/s).\n")
+    w("9. **Polls**: the protocol's wait now runs from the moment the answer asking for it was "
+      "received (`RestResponse.received`), so verifying and decoding that answer happen during "
+      "the wait; the checkpoint commits in a task of its own instead of through "
+      "`asyncio.gather` (two turns of the loop fewer after the timer fires). And a correction "
+      "that costs time: uvloop's timers count whole milliseconds and fired up to 1.3 ms early "
+      "(measured on `sleep(0.1)`), so a poll could go out before `retryAfterSeconds` was over, "
+      "which the agencies' specifications forbid; `before_poll` now sleeps again (at least "
+      "1 ms, so as not to spin) until the wait is really over. Section 5's 'polls late' column "
+      "is that cost and the busy loop's.\n")
+    w("10. **Group commit**: the flusher wrote checkpoints and completions as two transactions "
+      "(two fsyncs); now one (`LeaseOps.record`). The idle flusher waited through "
+      "`asyncio.wait_for`, which wraps the wait in a task; it now awaits the wake-up itself.\n")
+    w("Tried and left out, because on this shared machine they did not help beyond the noise "
+      "between runs (three alternating 10-second runs each at 300 calls/s, per call p50 and p99 "
+      "moving by 2x between runs of the same code): running the COMMIT (its fsync) in the "
+      "writer thread while the statements run on the loop (the loop was blocked in commits "
+      "about 13% of the time; off the loop, polls were less late but each outcome waited "
+      "longer for its commit, the writer thread waiting for the GIL, also with a 0.5 ms switch "
+      "interval); making full collections rarer (`gc.set_threshold(700, 10, 100)`).\n")
     w("What remains, by size (section 6): the Ed25519 verification itself (about 80 µs each, "
       "one per response); aiohttp's client per request; the rest of RFC 9421 verification "
       "(parsing the Signature field, rebuilding the signature base). For latency, the one "
