@@ -294,6 +294,29 @@ def _profile_tables(raw: Path) -> dict[str, Any]:
 SECTION_KEYS = ("floor", "soap", "fanout", "fanout_full", "memory", "latency", "profile")
 
 
+# What the report's header says about a whole run: its machine, load, length and command.
+HEADER_KEYS = ("load_start", "speed_us", "machine", "busy_share", "duration_s", "cmd",
+               "written_on", "load_end")
+
+
+def merge_figures(previous: dict[str, Any], res: dict[str, Any], *, partial: bool,
+                  today: str) -> dict[str, Any]:
+    """This run's figures over the last ones: sections not run now are carried over with the
+    date they were measured (``ran``); a partial run (``--only``, ``make bench-full``) keeps
+    the last whole run's header, since the header describes that run."""
+    merged = dict(res)
+    merged["ran"] = {key: today for key in res if key in SECTION_KEYS}
+    for key, when in previous.get("ran", {}).items():
+        if key not in merged["ran"] and key in previous:
+            merged["ran"][key] = when
+    for key, value in previous.items():
+        if key not in merged and key in SECTION_KEYS:
+            merged[key] = value
+    if partial and "cmd" in previous:
+        merged.update({key: previous[key] for key in HEADER_KEYS if key in previous})
+    return merged
+
+
 def _load_figures(path: Path) -> dict[str, Any]:
     try:
         figures: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -889,14 +912,8 @@ def main() -> int:
     res["busy_share"] = sampler.busy_share()
     res.update(duration_s=time.time() - started, cmd=cmd, written_on=dt.date.today().isoformat(),
                load_end=load())
-    res["ran"] = {key: dt.date.today().isoformat() for key in res
-                  if key in SECTION_KEYS}
-    for key, when in previous.get("ran", {}).items():
-        if key not in res["ran"] and key in previous:
-            res["ran"][key] = when
-    for key, value in previous.items():
-        if key not in res and key in SECTION_KEYS:
-            res[key] = value
+    res = merge_figures(previous, res, partial=args.only is not None,
+                        today=dt.date.today().isoformat())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report(args, res), encoding="utf-8")
     figures_file.write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")

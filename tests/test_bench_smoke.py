@@ -30,3 +30,23 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
     latency = figures["latency"]
     assert latency["parts"]["median"]["commit"] > 0
     assert latency["call"]["agency_p50"] >= 1.0 > latency["call"]["added_p50"]
+
+
+def test_a_partial_run_keeps_the_whole_runs_header_and_carries_the_other_sections() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    last = {"cmd": "python scripts/bench.py", "duration_s": 460.0, "speed_us": 19.5,
+            "written_on": "2026-11-26", "floor": {"rounds": [1]}, "profile": {"old": True},
+            "ran": {"floor": "2026-11-26", "profile": "2026-11-26"}}
+    now = {"cmd": "python scripts/bench.py", "duration_s": 10.0, "speed_us": 41.0,
+           "profile": {"new": True}}
+    partial = bench.merge_figures(last, now, partial=True, today="2026-11-27")
+    assert (partial["duration_s"], partial["speed_us"], partial["written_on"]) == (
+        460.0, 19.5, "2026-11-26")
+    assert partial["profile"] == {"new": True} and partial["floor"] == {"rounds": [1]}
+    assert partial["ran"] == {"floor": "2026-11-26", "profile": "2026-11-27"}
+    whole = bench.merge_figures(last, now, partial=False, today="2026-11-27")
+    assert (whole["duration_s"], whole["speed_us"]) == (10.0, 41.0)
