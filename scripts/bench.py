@@ -781,8 +781,10 @@ def _optimisations(w: Any, res: dict[str, Any]) -> None:
         relay = bc.Series([r["relay"]["cpu_us_per_call"] for r in fl["rounds"]])
         w(f"| store writes as one synchronous transaction each, statements built once, on the "
           f"loop for SQLite; checkpoint during the protocol's wait; startup objects frozen out "
-          f"of the garbage collector: section 1 of this report, on a machine that ran the bare "
-          f"relay at {relay.median:,.0f} µs per call (650 µs when the rows above were measured), "
+          f"of the garbage collector; checkpoints and completions in one commit, polls timed "
+          f"from the answer's arrival (items 6-10 below): section 1 of this report, on a "
+          f"machine that ran the bare relay at {relay.median:,.0f} µs per call (650 µs when "
+          f"the rows above were measured), "
           f"so about {1690 * relay.median / 650:,.0f} µs would be the row above at this speed | "
           f"{cpu.median:,.0f} | {rate.median:,.0f} calls/s |")
     w("")
