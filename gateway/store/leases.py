@@ -132,6 +132,7 @@ class LeaseOps:
             check_completion(completion)
         st = _statements(self._backend)
         saving: dict[str, Any] | None = None
+        pks: list[int] = []
         if checkpoints:
             latest = {work_id: (token, state) for work_id, token, state in checkpoints}
             pks = sorted(latest)
@@ -146,6 +147,11 @@ class LeaseOps:
 
         def transaction(conn: Connection) -> int:
             if saving is not None:
+                if self._pg:
+                    # Every row this transaction writes, locked in pk order before any write
+                    # (as _complete does for its own), so two groups cannot deadlock.
+                    mine = set(pks) | {c.work_id for c in completions}
+                    conn.execute(st.live, {"pks": sorted(mine)}).all()
                 conn.execute(st.checkpoint, saving)
             return self._complete(conn, completions) if completions else 0
 

@@ -4,6 +4,7 @@ each other's rows. No mocks: these are the databases the gateway runs on."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -45,6 +46,19 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     if request.param == "sqlite":
         yield Backend("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}")
         return
+    async with _postgres_schema() as pg:
+        yield pg
+
+
+@pytest.fixture
+async def postgres_backend() -> AsyncIterator[Backend]:
+    """PostgreSQL alone, for what only it has (row locks between sessions)."""
+    async with _postgres_schema() as pg:
+        yield pg
+
+
+@contextlib.asynccontextmanager
+async def _postgres_schema() -> AsyncIterator[Backend]:
     admin = await _postgres_admin()
     schema = f"test_store_{uuid.uuid4().hex}"
     await admin.execute(f'CREATE SCHEMA "{schema}"')

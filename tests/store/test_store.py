@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -33,7 +34,7 @@ from gateway.store import (
 )
 from gateway.store.leases import claim_query
 
-from .conftest import Backend
+from .conftest import PG_DSN, Backend
 
 # Far behind the wall clock on purpose: new work must be claimable whatever the claimer's clock.
 NOW = dt.datetime(2020, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -498,6 +499,44 @@ async def test_checkpoints_and_completions_are_recorded_in_one_transaction(
     later += dt.timedelta(seconds=LEASE + 1)
     again = {w.work_id: w.checkpoint for w in await claim(store, limit=3, now=later)}
     assert again == {a.work_id: {"queryId": "VQ-1"}, c.work_id: {}}
+
+
+@pytest.mark.postgres
+async def test_a_group_commit_locks_its_rows_in_key_order_before_writing(
+    postgres_backend: Backend,
+) -> None:
+    """PostgreSQL: ``record`` locks every row it will write, lowest key first, before the first
+    write; two groups touching the same rows in another order (a lease lost and claimed again)
+    then queue instead of deadlocking. Seen from outside: while another session holds the lower
+    row, the group waits without having locked the higher one."""
+    backend, store = postgres_backend, postgres_backend.store()
+    await store.open()
+    await store.create_batch(batch(), items(2), deadline_at=DEADLINE)
+    low, high = sorted(await claim(store, limit=2), key=lambda w: w.work_id)
+    holder = await asyncpg.connect(PG_DSN)
+    probe = await asyncpg.connect(PG_DSN)
+    group: asyncio.Task[int] | None = None
+    try:
+        for conn in (holder, probe):
+            await conn.execute(f'SET search_path TO "{backend.schema}"')
+        holding = holder.transaction()
+        await holding.start()
+        await holder.execute("SELECT pk FROM work WHERE pk = $1 FOR UPDATE", low.work_id)
+        group = asyncio.create_task(store.record(
+            [(high.work_id, high.lease_token, {"queryId": "VQ-2"})], [done(low)]))
+        await asyncio.sleep(0.5)
+        assert not group.done()  # waiting for the lower row
+        async with probe.transaction():  # the higher row is not locked yet: NOWAIT succeeds
+            await probe.execute("SELECT pk FROM work WHERE pk = $1 FOR UPDATE NOWAIT",
+                                high.work_id)
+        await holding.rollback()
+        assert await asyncio.wait_for(group, 10) == 1
+    finally:
+        await holder.close()  # releases the lower row, if a check above failed
+        await probe.close()
+        if group is not None:
+            await asyncio.gather(group, return_exceptions=True)
+        await store.close()
 
 
 async def test_released_items_are_ready_again(store: SqlStore) -> None:
