@@ -145,24 +145,27 @@ class LeaseOps:
                 "now": utcnow(),
             }
 
+        # The rows the completions need, read first. On PostgreSQL the read also locks, in pk
+        # order, every row this transaction writes (the checkpoints' too), so two groups cannot
+        # deadlock, and a concurrent claim of an expired lease either skips these rows or is
+        # seen here.
+        ids = {c.work_id for c in completions} | (set(pks) if self._pg else set())
+
         def transaction(conn: Connection) -> int:
+            live = ({row.pk: row for row in conn.execute(st.live, {"pks": sorted(ids)})}
+                    if ids else {})
             if saving is not None:
-                if self._pg:
-                    # Every row this transaction writes, locked in pk order before any write
-                    # (as _complete does for its own), so two groups cannot deadlock.
-                    mine = set(pks) | {c.work_id for c in completions}
-                    conn.execute(st.live, {"pks": sorted(mine)}).all()
                 conn.execute(st.checkpoint, saving)
-            return self._complete(conn, completions) if completions else 0
+            return self._complete(conn, completions, live) if completions else 0
 
         return await self._db.run_write(transaction)
 
-    def _complete(self, conn: Connection, completions: Sequence[Completion]) -> int:
+    def _complete(
+        self, conn: Connection, completions: Sequence[Completion], live: dict[int, Any]
+    ) -> int:
+        """Apply ``completions`` whose item is in ``live`` (in flight, read under lock) under
+        the completion's lease."""
         st = _statements(self._backend)
-        ids = sorted({c.work_id for c in completions})
-        # Locked in pk order (PostgreSQL), so overlapping completions cannot deadlock, and a
-        # concurrent claim of an expired lease either skips these rows or is seen here.
-        live = {row.pk: row for row in conn.execute(st.live, {"pks": ids})}
         applied: list[tuple[Completion, Any]] = []
         for completion in completions:
             row = live.get(completion.work_id)

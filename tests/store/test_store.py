@@ -502,13 +502,15 @@ async def test_checkpoints_and_completions_are_recorded_in_one_transaction(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("checkpointed", ["higher", "lower"])
 async def test_a_group_commit_locks_its_rows_in_key_order_before_writing(
-    postgres_backend: Backend,
+    postgres_backend: Backend, checkpointed: str,
 ) -> None:
     """PostgreSQL: ``record`` locks every row it will write, lowest key first, before the first
     write; two groups touching the same rows in another order (a lease lost and claimed again)
     then queue instead of deadlocking. Seen from outside: while another session holds the lower
-    row, the group waits without having locked the higher one."""
+    row, the group waits without having locked the higher one, whichever of the two it
+    checkpoints and whichever it completes."""
     backend, store = postgres_backend, postgres_backend.store()
     await store.open()
     await store.create_batch(batch(), items(2), deadline_at=DEADLINE)
@@ -522,8 +524,9 @@ async def test_a_group_commit_locks_its_rows_in_key_order_before_writing(
         holding = holder.transaction()
         await holding.start()
         await holder.execute("SELECT pk FROM work WHERE pk = $1 FOR UPDATE", low.work_id)
+        saved, finished = (high, low) if checkpointed == "higher" else (low, high)
         group = asyncio.create_task(store.record(
-            [(high.work_id, high.lease_token, {"queryId": "VQ-2"})], [done(low)]))
+            [(saved.work_id, saved.lease_token, {"queryId": "VQ-2"})], [done(finished)]))
         await asyncio.sleep(0.5)
         assert not group.done()  # waiting for the lower row
         async with probe.transaction():  # the higher row is not locked yet: NOWAIT succeeds
