@@ -204,10 +204,11 @@ class VrsAdapter:
     async def _inquire(self, call: AgencyCall, command: InquiryCommand) -> InquiryResult:
         query_id = call.resume.get("queryId")
         wait: float
-        since = self._clock()  # when the answer asking for ``wait`` came
+        since: float  # when the answer asking for ``wait`` came
         save: dict[str, Any] | None = None
         if isinstance(query_id, str) and _AGENCY_ID.match(query_id):
-            wait = 0.0  # resumed: the dispatcher already waited what we last handed back
+            # Resumed: the dispatcher already waited what we last handed back.
+            wait, since = 0.0, self._clock()
         else:
             resp, doc = await self._exchange(
                 _CREATE_QUERY, "/v2/vehicle-queries", codec.query_request(command),
