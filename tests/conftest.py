@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -28,12 +29,24 @@ OTHER_TOKEN = "test-token-for-court-310115"
 
 def need(condition: bool, what: str, *, provided_by: str = ".ci/run installs or starts it"
          ) -> None:
-    """Skip when a system tool or server is missing outside CI; in CI that is a failure."""
+    """Skip when a system tool or server is missing outside CI; in CI that is a failure. The
+    skip says so, and where CI gets it, so a skipped run hides no requirement."""
     if condition:
         return
     if IN_CI:
         pytest.fail(f"{what} is required in CI ({provided_by})")
-    pytest.skip(f"{what} is not available here")
+    pytest.skip(f"{what} is not available here; CI requires it ({provided_by})")
+
+
+XMLSEC1 = shutil.which("xmlsec1")
+
+
+def need_xmlsec1() -> str:
+    """The xmlsec1 command, the independent XML-DSig implementation our signatures are checked
+    against (Debian package xmlsec1)."""
+    need(XMLSEC1 is not None, "the xmlsec1 command (Debian package xmlsec1)")
+    assert XMLSEC1 is not None
+    return XMLSEC1
 
 
 # Where the agencies' published specifications come from, for the tests that compare our

@@ -7,7 +7,6 @@ import base64
 import copy
 import hashlib
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -46,7 +45,7 @@ from gateway.security.enveloped import (
 )
 from gateway.security.xmldsig import ECDSA_SHA256, ENVELOPED, EXC_C14N, SHA256, XmlSecurityError
 from gateway.security.xmlsafe import parse_xml
-from tests.conftest import SPECS, SPECS_BESIDE, need
+from tests.conftest import SPECS, SPECS_BESIDE, need, need_xmlsec1
 from tests.security.test_certs import make_cert
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -59,14 +58,7 @@ REGISTRY_SHA256 = "392591ab640b2b528cfeff56a944e541928f15597e8b63c913286a9113ce1
 T0 = datetime(2024, 6, 3, 2, 45, tzinfo=UTC)  # sentAt of SealProperty.request.xml
 SEAL = RERS / "SealProperty.request.xml"
 C14N_INCLUSIVE = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
-XMLSEC1 = shutil.which("xmlsec1")
 
-
-def need_xmlsec1() -> str:
-    """Skip without the CLI outside CI; in CI (.ci/run installs it) its absence is a failure."""
-    need(XMLSEC1 is not None, "xmlsec1")
-    assert XMLSEC1 is not None
-    return XMLSEC1
 
 
 @cache

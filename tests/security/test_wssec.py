@@ -7,7 +7,6 @@ import base64
 import contextlib
 import copy
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -40,7 +39,7 @@ from gateway.security.wssec import (
 )
 from gateway.security.xmldsig import EXC_C14N, RSA_SHA256, SHA256
 from gateway.security.xmlsafe import parse_xml
-from tests.conftest import need
+from tests.conftest import need_xmlsec1
 from tests.security.test_certs import BANK_SHA256, COURT_SHA256, make_cert, rsa_key
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -51,18 +50,11 @@ NS = {"soap": SOAP11_NS, "wsse": WSSE_NS, "wsu": WSU_NS, "ds": DS_NS, "cbas": "u
 WSU_ID = f"{{{WSU_NS}}}Id"
 T0 = datetime(2024, 6, 3, 2, 20, tzinfo=UTC)
 
-XMLSEC1 = shutil.which("xmlsec1")
 ID_ATTRS = [
     "--id-attr:Id", f"{SOAP11_NS}:Body",
     "--id-attr:Id", f"{WSU_NS}:Timestamp",
 ]  # fmt: skip
 
-
-def need_xmlsec1() -> str:
-    """Skip without the CLI outside CI; in CI (.ci/run installs it) its absence is a failure."""
-    need(XMLSEC1 is not None, "the xmlsec1 command (Debian package xmlsec1)")
-    assert XMLSEC1 is not None
-    return XMLSEC1
 
 
 @cache
