@@ -28,6 +28,7 @@ from http_sfv.integer import ser_integer
 from http_sfv.item import InnerList, Item
 from http_sfv.string import ser_string
 
+from gateway.security import ed25519
 from gateway.security.digest import UniqueKeyDictionary, check_content_digest, parse_dictionary
 from gateway.security.keys import jwk_thumbprint
 
@@ -37,7 +38,7 @@ TAG: Final = "vrs-v2"
 MAX_VALIDITY: Final = 300  # VRS §5: 0 < expires - created <= 300
 CLOCK_SKEW: Final = 300  # README §8: receivers allow 300 s of clock skew
 NONCE_WINDOW: Final = 900  # VRS §5 check 5
-SIGNATURE_BYTES: Final = 64  # RFC 8032 §5.1.6
+SIGNATURE_BYTES: Final = ed25519.SIGNATURE_BYTES  # RFC 8032 §5.1.6
 NONCE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{22,64}")  # VRS §5, used with fullmatch()
 
 # Covered components. Parameterless ones are plain names, the others serialised RFC 8941 Items:
@@ -284,7 +285,7 @@ class Signer:
             raise TypeError("Signer needs an Ed25519PrivateKey")
         if type(validity) is not int or not 0 < validity <= MAX_VALIDITY:
             raise ValueError(f"validity must be an integer in (0, {MAX_VALIDITY}] (VRS §5)")
-        self._key = private_key
+        self._sign = ed25519.signer(private_key)  # libsodium: gateway/security/ed25519.py
         self._validity = validity
         self.keyid = jwk_thumbprint(private_key.public_key())  # VRS §5: RFC 7638 thumbprint
         self._keyid_param = ";keyid=" + ser_string(self.keyid)
@@ -299,7 +300,7 @@ class Signer:
     def _signed(
         self, profile: _Profile, values: list[str], signature_params: str
     ) -> dict[str, str]:
-        signature = self._key.sign(_base(profile, values, signature_params))
+        signature = self._sign(_base(profile, values, signature_params))
         return {
             "Signature-Input": f"{LABEL}={signature_params}",
             "Signature": f"{LABEL}={ser_byteseq(signature)}",
@@ -465,27 +466,28 @@ class Verifier:
         nonce_cache: NonceCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._trusted = dict(trusted)
-        for keyid, key in self._trusted.items():
+        for keyid, key in trusted.items():
             if not isinstance(key, Ed25519PublicKey):
                 raise TypeError(f"trusted key {keyid} is not an Ed25519PublicKey")
+        # keyid -> verify(signature, base), on libsodium (gateway/security/ed25519.py)
+        self._trusted = {keyid: ed25519.verifier(key) for keyid, key in trusted.items()}
         self._skew = skew
         self._check_freshness = check_freshness
         self._nonce_cache = nonce_cache
         self._clock = clock
 
-    def _key(self, parsed: _Parsed) -> Ed25519PublicKey:
+    def _key(self, parsed: _Parsed) -> Callable[[bytes, bytes], None]:
         key = self._trusted.get(parsed.keyid)  # check 2, VRS-06
         if key is None:
             raise SignatureCheckError("key-untrusted", f"keyid {parsed.keyid} is not trusted")
         return key
 
     def _check(
-        self, key: Ed25519PublicKey, parsed: _Parsed, base: bytes, what: str
+        self, verify: Callable[[bytes, bytes], None], parsed: _Parsed, base: bytes, what: str
     ) -> float | None:
         """Checks 3 and 4; returns the clock reading, if one was taken, for check 5."""
         try:
-            key.verify(parsed.signature, base)  # check 3
+            verify(parsed.signature, base)  # check 3
         except InvalidSignature:
             raise _invalid(f"{what} signature does not verify") from None
         lifetime = parsed.expires - parsed.created  # check 4, VRS-07
