@@ -71,10 +71,11 @@ async def before_poll(
     await saving
 
 
-# The shortest sleep after a timer fired early. uvloop's timers count whole milliseconds of a
-# clock read once per turn of the loop, so a wait may end up to ~1.5 ms early; sleeping the
-# exact remainder again (often under a millisecond, which uvloop rounds to "now") would spin the
-# loop until the deadline instead.
+# The shortest sleep after a wake-up before the deadline. The adapters sleep with
+# ``gateway.protocols.timers.sleep``, which does not wake early; a ``sleep`` passed in may be the
+# loop's own (uvloop's timers count whole milliseconds of a clock read once per turn of the loop,
+# and end up to ~1.5 ms early), and sleeping the exact remainder again (often under a
+# millisecond, which uvloop rounds to "now") would spin the loop until the deadline instead.
 _RESLEEP = 0.001
 
 

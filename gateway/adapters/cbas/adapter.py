@@ -27,7 +27,6 @@ later attempt, or the same item after a restart, polls the ticket instead of sub
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import math
 import time
@@ -58,6 +57,7 @@ from gateway.model.types import (
     InquiryCommand,
     Outcome,
 )
+from gateway.protocols import timers
 from gateway.protocols.rest import RestTransport
 from gateway.protocols.soap import SOAP11_NS, SoapFault, SoapReply, SoapTransport
 from gateway.security.certs import cert_sha256
@@ -121,7 +121,7 @@ class CbasAdapter:
         agency: AgencyConfig,
         *,
         clock: Clock = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep = timers.sleep,
         now: WallClock = _utcnow,
         new_request_id: Callable[[], str] = _new_request_id,
     ) -> None:

@@ -21,7 +21,6 @@ an inquiry is the protocol's own flow, checkpointed so a later attempt resumes p
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import re
@@ -48,6 +47,7 @@ from gateway.model.types import (
     InquiryResult,
     Outcome,
 )
+from gateway.protocols import timers
 from gateway.protocols.rest import OutgoingRequest, RestResponse, RestTransport, SentRequest
 from gateway.security.digest import content_digest
 from gateway.security.httpsig import (
@@ -135,7 +135,7 @@ class VrsAdapter:
         agency: AgencyConfig,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] = timers.sleep,
     ) -> None:
         self._agency = agency
         options = _options(agency.options)
