@@ -135,7 +135,8 @@ def _caller(request: web.Request) -> CallerConfig:
 
 
 async def _batch_body(request: web.Request, record: BatchRecord) -> dict[str, Any]:
-    progress = await request.app[STORE_KEY].batch_progress(record.pk)
+    progress = await request.app[STORE_KEY].batch_progress(record.pk,
+                                                          work_count=record.work_count)
     totals = {"pending": 0, "done": 0, "failed": 0}
     by_agency: dict[str, dict[str, int]] = {}
     for p in progress:

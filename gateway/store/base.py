@@ -232,7 +232,11 @@ class Store(Protocol):
     async def get_batch(self, owner: str, batch_id: str) -> BatchRecord:
         """The owner's batch, or NotFoundError (also for another caller's batch)."""
 
-    async def batch_progress(self, batch_pk: int) -> list[AgencyProgress]: ...
+    async def batch_progress(
+        self, batch_pk: int, *, work_count: int | None = None
+    ) -> list[AgencyProgress]:
+        """Counts per agency. ``work_count``, when the caller has the batch's record, lets a
+        small batch be counted without leaving the event loop."""
 
     async def batch_results(
         self, batch_pk: int, *, after: int, limit: int

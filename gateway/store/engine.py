@@ -72,6 +72,7 @@ class Database:
         self._sync_engine: Engine | None = None
         self._sync_writer: Engine | None = None
         self._sync_inline: Engine | None = None
+        self._sync_reader: Engine | None = None  # run_read's own connection, on the loop only
         self._write_thread: ThreadPoolExecutor | None = None
 
     @property
@@ -92,12 +93,19 @@ class Database:
             self._sync_engine = sync
             self._sync_writer = sync.execution_options(**{_WRITE: True})
             self._sync_inline = sync.execution_options(**{_WRITE: True, _NO_WAIT: True})
+            reader = create_engine(self.url.set(drivername="sqlite+pysqlite"),
+                                   pool_size=1, max_overflow=0)
+            self._sqlite_events(reader)
+            self._sync_reader = reader.execution_options(**{_NO_WAIT: True})
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-sqlite-writer")
 
     async def close(self) -> None:
         engine, self._engine, self._writer = self._engine, None, None
         sync, self._sync_engine, self._sync_writer = self._sync_engine, None, None
         self._sync_inline = None
+        reader, self._sync_reader = self._sync_reader, None
+        if reader is not None:
+            reader.dispose()
         thread, self._write_thread = self._write_thread, None
         if engine is not None:
             await engine.dispose()
@@ -182,6 +190,35 @@ class Database:
             # lock until it has, so the next writer does not wait in SQLite's busy handler.
             await asyncio.wait([done])
             raise
+
+    async def run_read(
+        self,
+        fn: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``fn(conn, *args, **kwargs)`` as one short read transaction, for point reads (a row
+        by its key, the counts of a small batch): nothing that scans much.
+
+        On SQLite it runs right here, on the event loop, on a connection of its own: a WAL
+        reader waits for no writer, and an index lookup takes SQLite tens of microseconds,
+        where ``read()`` crosses to aiosqlite's thread and back for every step of the
+        transaction (connect, begin, execute, fetch, roll back). If SQLite still answers
+        "busy" (another process recovering the WAL), the read goes through ``read()``.
+        On PostgreSQL it runs through the async driver (``AsyncConnection.run_sync``).
+        """
+        if self._engine is None:
+            raise RuntimeError("the store is not open")
+        reader = self._sync_reader
+        if reader is not None:
+            try:
+                with reader.connect() as conn:
+                    return fn(conn, *args, **kwargs)
+            except OperationalError as exc:
+                if not _locked(exc):
+                    raise
+        async with self.read() as aconn:
+            return await aconn.run_sync(fn, *args, **kwargs)
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

@@ -75,6 +75,12 @@ from gateway.store.schema import (
 INLINE_ROWS = 500
 
 
+def _batch_row(conn: Connection, owner: str, batch_id: str) -> Any:
+    return conn.execute(
+        select(batches).where(batches.c.owner == owner, batches.c.batch_id == batch_id)
+    ).one_or_none()
+
+
 class SqlStore(LeaseOps, DeadLetterOps):
     """The Store on SQLAlchemy's asyncio engine; see ``gateway.store.base.Store``."""
 
@@ -204,12 +210,7 @@ class SqlStore(LeaseOps, DeadLetterOps):
         return int(pk)
 
     async def _find_batch(self, owner: str, batch_id: str) -> BatchRecord | None:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(batches).where(batches.c.owner == owner, batches.c.batch_id == batch_id)
-                )
-            ).one_or_none()
+        row = await self._db.run_read(_batch_row, owner, batch_id)  # by its unique key
         if row is None:
             return None
         return BatchRecord(
@@ -236,14 +237,19 @@ class SqlStore(LeaseOps, DeadLetterOps):
             raise NotFoundError(f"no batch {batch_id!r}")
         return found
 
-    async def batch_progress(self, batch_pk: int) -> list[AgencyProgress]:
+    async def batch_progress(
+        self, batch_pk: int, *, work_count: int | None = None
+    ) -> list[AgencyProgress]:
         query = (
             select(work.c.agency_id, work.c.state, func.count().label("n"))
             .where(work.c.batch_pk == batch_pk)
             .group_by(work.c.agency_id, work.c.state)
         )
-        async with self._db.read() as conn:
-            rows = (await conn.execute(query)).all()
+        if work_count is not None and work_count <= INLINE_ROWS:  # a few index entries
+            rows = await self._db.run_read(lambda conn: conn.execute(query).all())
+        else:  # counting 100,000 entries takes a while: not on the event loop
+            async with self._db.read() as aconn:
+                rows = (await aconn.execute(query)).all()
         counts: dict[str, dict[str, int]] = {}
         for row in rows:
             counts.setdefault(row.agency_id, {})[row.state] = row.n

@@ -14,8 +14,11 @@ import datetime as dt
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 
 from gateway.store import NewBatch, NewItem, SqlStore
 from gateway.store.sql import INLINE_ROWS
@@ -153,3 +156,58 @@ async def test_another_process_holding_the_lock_is_waited_for_off_the_loop(
     assert len(claimed) == 3
     # The loop kept turning while the claim waited (it even ran the other side's COMMIT).
     assert turns > 50
+
+
+async def test_point_reads_run_on_the_loop_and_count_a_large_batch_beside_it(
+    store: SqlStore,
+) -> None:
+    """Finding a batch by its id and counting a small batch are index lookups: on SQLite they
+    run on the event loop (``Database.run_read``, the synchronous pysqlite driver), not
+    through aiosqlite's thread; counting a batch of 100,000 rows is not a lookup and still
+    goes to the thread."""
+    seen: list[str] = []
+
+    def executed(conn: Any, *_: Any) -> None:
+        seen.append(conn.dialect.driver)
+
+    small, _ = await store.create_batch(batch("small"), new_items(3), deadline_at=DEADLINE)
+    large, _ = await store.create_batch(batch("large"), new_items(INLINE_ROWS + 1),
+                                        deadline_at=DEADLINE)
+    event.listen(Engine, "before_cursor_execute", executed)
+    try:
+        found = await store.get_batch("court-110105", "small")
+        small_counts = await store.batch_progress(small.pk, work_count=small.work_count)
+        where_small = [d for d in seen if d]
+        seen.clear()
+        large_counts = await store.batch_progress(large.pk, work_count=large.work_count)
+    finally:
+        event.remove(Engine, "before_cursor_execute", executed)
+    assert found.pk == small.pk
+    assert [(p.agency_id, p.pending) for p in small_counts] == [("bank-a", 3)]
+    assert [(p.agency_id, p.pending) for p in large_counts] == [("bank-a", INLINE_ROWS + 1)]
+    assert where_small and set(where_small) == {"pysqlite"}
+    assert seen and set(seen) == {"aiosqlite"}
+
+
+async def test_a_point_read_refused_as_busy_goes_through_the_thread(store: SqlStore) -> None:
+    """A WAL reader meets "database is locked" only in rare moments (another connection
+    recovering the WAL), which a test cannot bring about on cue: the inline connection is
+    made to answer it here. The read must then go through aiosqlite's thread, where SQLite's
+    busy handler may wait without sleeping the event loop; any other error propagates."""
+    await store.create_batch(batch("b"), new_items(3), deadline_at=DEADLINE)
+
+    class Refusing:
+        def __init__(self, message: str) -> None:
+            self.message = message
+
+        def connect(self) -> Any:
+            raise OperationalError("BEGIN", {}, sqlite3.OperationalError(self.message))
+
+    db = store._db
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(db, "_sync_reader", Refusing("database is locked"))
+        found = await store.get_batch("court-110105", "b")
+        patch.setattr(db, "_sync_reader", Refusing("disk I/O error"))
+        with pytest.raises(OperationalError, match="disk I/O error"):
+            await store.get_batch("court-110105", "b")
+    assert found.batch_id == "b"
