@@ -39,6 +39,10 @@ MISSING: Final = _Missing()  # a member that is absent, as opposed to present an
 
 def json_pointer(base: str, *tokens: str | int) -> str:
     """``base`` extended by RFC 6901 reference tokens (``~`` and ``/`` escaped)."""
+    if len(tokens) == 1:  # a member of an object, read for every stored command: the fast path
+        token = str(tokens[0])
+        if "~" not in token and "/" not in token:
+            return f"{base}/{token}"
     return base + "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
 
 

@@ -144,6 +144,11 @@ def only_error(errors: list[FieldError]) -> FieldError:
         ("", ("items", 17, "subject"), "/items/17/subject"),
         ("/items/3", ("a/b", "m~n"), "/items/3/a~1b/m~0n"),
         ("", (), ""),
+        # one token, the common case with a path of its own
+        ("/items/3", ("subject",), "/items/3/subject"),
+        ("", (17,), "/17"),
+        ("/items/3", ("a/b",), "/items/3/a~1b"),
+        ("/x", ("m~n",), "/x/m~0n"),
     ],
 )
 def test_json_pointer(base: str, tokens: tuple[str | int, ...], pointer: str) -> None:
