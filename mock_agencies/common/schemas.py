@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,17 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
-__all__ = ["StrictValidator", "component_validator", "describe_error", "load_openapi"]
+from gateway.adapters.vrs import fastcheck
+
+__all__ = [
+    "StrictValidator", "compile_pattern", "component_conforms", "component_validator",
+    "describe_error", "load_openapi",
+]
 
 
 @functools.lru_cache(maxsize=256)
-def _compile(pattern: str) -> re.Pattern[str]:
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """``pattern`` as ECMA-262 reads it, for ``re.search`` (a final ``$`` is ``\\Z``)."""
     if pattern.endswith("$") and not pattern.endswith("\\$"):
         pattern = pattern[:-1] + r"\Z"
     return re.compile(pattern)
@@ -32,7 +38,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
 def _strict_pattern(
     validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
 ) -> Iterator[ValidationError]:
-    if validator.is_type(instance, "string") and _compile(pattern).search(instance) is None:
+    if validator.is_type(instance, "string") and compile_pattern(pattern).search(instance) is None:
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
@@ -59,6 +65,21 @@ def component_validator(openapi: Mapping[str, Any], name: str) -> Any:
         raise KeyError(f"no schema {name!r} in components/schemas")
     root = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": schemas}}
     return StrictValidator(root)
+
+
+def component_conforms(openapi: Mapping[str, Any], name: str) -> Callable[[Any], bool] | None:
+    """The compiled yes/no check of ``#/components/schemas/<name>`` with the same verdicts as
+    ``component_validator`` (``gateway.adapters.vrs.fastcheck``, this module's reading of
+    ``pattern``), or None when the schema uses a keyword it does not implement. A fast path
+    only: ask the validator whenever the answer is "no"."""
+    try:
+        return fastcheck.compile_schema(
+            openapi, f"#/components/schemas/{name}",
+            format_checker=component_validator(openapi, name).format_checker,
+            compile_pattern=compile_pattern,
+        )
+    except fastcheck.Unsupported:
+        return None
 
 
 def describe_error(errors: Iterator[ValidationError] | list[ValidationError]) -> str | None:

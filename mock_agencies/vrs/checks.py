@@ -25,7 +25,12 @@ from gateway.model.rules import (
 )
 from gateway.model.types import MAX_PERIOD_DAYS, AgencyKind
 from mock_agencies.common.fixture import Caller
-from mock_agencies.common.schemas import component_validator, describe_error, load_openapi
+from mock_agencies.common.schemas import (
+    component_conforms,
+    component_validator,
+    describe_error,
+    load_openapi,
+)
 from mock_agencies.vrs.problems import VrsProblem
 
 __all__ = [
@@ -141,6 +146,7 @@ class RequestSchemas:
 
     path: Path = OPENAPI_PATH
     _validators: dict[str, Any] = field(default_factory=dict)
+    _conforms: dict[str, Any] = field(default_factory=dict)  # compiled yes/no, or None
 
     def validate(self, op: Operation, param: str | None, body: Any) -> dict[str, bytes]:
         """Stage "schema" (400): path parameter, body schema, base64 of document content.
@@ -153,14 +159,15 @@ class RequestSchemas:
             raise VrsProblem("invalid-request", f"{op.param} must match ^[A-Za-z0-9_-]{{1,64}}$")
         if op.schema is None:
             return {}
-        validator = self._validators.get(op.schema)
-        if validator is None:
-            validator = self._validators[op.schema] = component_validator(
-                load_openapi(self.path), op.schema
-            )
-        message = describe_error(list(validator.iter_errors(body)))
-        if message is not None:
-            raise VrsProblem("invalid-request", f"schema violation at {message}")
+        if op.schema not in self._validators:
+            openapi = load_openapi(self.path)
+            self._validators[op.schema] = component_validator(openapi, op.schema)
+            self._conforms[op.schema] = component_conforms(openapi, op.schema)
+        conforms = self._conforms[op.schema]
+        if conforms is None or not conforms(body):  # jsonschema decides every "no"
+            message = describe_error(list(self._validators[op.schema].iter_errors(body)))
+            if message is not None:
+                raise VrsProblem("invalid-request", f"schema violation at {message}")
         contents: dict[str, bytes] = {}
         for name, doc in body["documents"].items():
             if "content" in doc:

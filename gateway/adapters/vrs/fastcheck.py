@@ -70,9 +70,11 @@ def _never(_: Any) -> bool:
 
 
 class _Compiler:
-    def __init__(self, document: Mapping[str, Any], format_checker: FormatChecker | None) -> None:
+    def __init__(self, document: Mapping[str, Any], format_checker: FormatChecker | None,
+                 compile_pattern: Callable[[str], re.Pattern[str]]) -> None:
         self.document = document
         self.format_checker = format_checker
+        self.compile_pattern = compile_pattern
         self.named: dict[str, Check] = {}
 
     def ref(self, ref: str) -> Check:
@@ -168,7 +170,7 @@ class _Compiler:
             return lambda instance: (not isinstance(instance, list)
                                      or all(item(v) for v in instance))
         if key == "pattern":
-            regex = re.compile(value)
+            regex = self.compile_pattern(value)
             return lambda instance: not isinstance(instance, str) or bool(regex.search(instance))
         if key == "minLength":
             return lambda instance: not isinstance(instance, str) or len(instance) >= value
@@ -210,10 +212,14 @@ class _Compiler:
 
 
 def compile_schema(document: Mapping[str, Any], ref: str, *,
-                   format_checker: FormatChecker | None = None) -> Check:
+                   format_checker: FormatChecker | None = None,
+                   compile_pattern: Callable[[str], re.Pattern[str]] = re.compile) -> Check:
     """A check for the schema at ``ref`` (``#/components/schemas/X``) of ``document``.
 
     Raises ``Unsupported`` when any schema reachable from it uses a keyword not implemented
-    here. ``format_checker`` must be the one the jsonschema validator uses, or None.
+    here. ``format_checker`` must be the one the jsonschema validator uses, or None;
+    ``compile_pattern`` the regular expressions its ``pattern`` keyword searches with
+    (jsonschema's own: ``re.compile``; the mock agencies' stricter reading of ``$``:
+    ``mock_agencies.common.schemas.compile_pattern``).
     """
-    return _Compiler(document, format_checker).ref(ref)
+    return _Compiler(document, format_checker, compile_pattern).ref(ref)
