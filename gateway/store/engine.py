@@ -24,7 +24,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.errors import ConfigError
@@ -279,11 +279,21 @@ class Database:
         def _on_begin(conn: Any) -> None:
             options = conn.get_execution_options()
             wait = 0 if options.get(_NO_WAIT, False) else int(self._busy_timeout_ms)
-            if conn.info.get("busy_timeout_ms") != wait:  # this connection's current setting
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {wait}")
-                conn.info["busy_timeout_ms"] = wait
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE, False)
-                                 else "BEGIN DEFERRED")
+            # On the driver's own cursor: through exec_driver_sql each of these statements
+            # cost more Python than SQLite takes to run it, and every transaction begins here.
+            # Errors are wrapped as exec_driver_sql would (run_write tells "locked" by them).
+            statement = "BEGIN IMMEDIATE" if options.get(_WRITE, False) else "BEGIN DEFERRED"
+            dbapi_error = conn.dialect.loaded_dbapi.Error
+            cursor = conn.connection.dbapi_connection.cursor()
+            try:
+                if conn.info.get("busy_timeout_ms") != wait:  # this connection's setting
+                    cursor.execute(f"PRAGMA busy_timeout = {wait}")
+                    conn.info["busy_timeout_ms"] = wait
+                cursor.execute(statement)
+            except dbapi_error as exc:
+                raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
+            finally:
+                cursor.close()
 
     def _pg_engine(self) -> AsyncEngine:
         settings = {"application_name": "agency-gateway"}
