@@ -66,8 +66,14 @@ class _TimerFd:
         fd = _LIBC.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "timerfd_create")
-        self._fd = fd  # no reference to ``loop``: the loop owns this, not the other way round
-        self._due: list[tuple[float, int, asyncio.Future[None]]] = []
+        # No strong reference to ``loop`` from here, not even through a waiter's future: the
+        # loop owns this (``_timers`` holds it only while the loop lives). A waiter is kept
+        # alive by the task awaiting it; an abandoned one just drops out of ``_waiters``.
+        self._fd = fd
+        self._due: list[tuple[float, int]] = []  # (deadline, key in _waiters), a heap
+        self._waiters: weakref.WeakValueDictionary[int, asyncio.Future[None]] = (
+            weakref.WeakValueDictionary()
+        )
         self._order = itertools.count()  # ties: first asked, first woken
         self._armed = 0.0  # the deadline the timer is set for (0: disarmed)
         self._spec = _Itimerspec()
@@ -77,7 +83,9 @@ class _TimerFd:
     def sleep_until(self, loop: asyncio.AbstractEventLoop, deadline: float
                     ) -> asyncio.Future[None]:
         waiter = loop.create_future()
-        heapq.heappush(self._due, (deadline, next(self._order), waiter))
+        key = next(self._order)
+        self._waiters[key] = waiter
+        heapq.heappush(self._due, (deadline, key))
         if self._armed == 0.0 or deadline < self._armed:
             self._arm(deadline)
         return waiter
@@ -98,12 +106,12 @@ class _TimerFd:
         with contextlib.suppress(BlockingIOError):  # woken by an earlier read's expiry
             os.read(self._fd, 8)  # the expiry count; reading it clears readiness
         now = time.monotonic()
-        due = self._due
+        due, waiters = self._due, self._waiters
         while due and due[0][0] <= now:
-            waiter = heapq.heappop(due)[2]
-            if not waiter.done():  # a cancelled sleep leaves its entry behind
+            waiter = waiters.pop(heapq.heappop(due)[1], None)
+            if waiter is not None and not waiter.done():  # cancelled: nothing to wake
                 waiter.set_result(None)
-        while due and due[0][2].done():
+        while due and due[0][1] not in waiters:  # abandoned waits: no need to wake for them
             heapq.heappop(due)
         self._arm(due[0][0] if due else 0.0)
 

@@ -85,6 +85,20 @@ def test_each_event_loop_gets_its_own_timer_closed_with_it(run: Callable[..., An
     assert run(main()) >= 0
 
 
+def test_a_loop_closed_during_a_wait_is_not_kept_alive(run: Callable[..., Any]) -> None:
+    """A wait cancelled when its loop shuts down must not keep that loop (and its timerfd)
+    alive: tests and restarts make many loops."""
+    async def main() -> int:
+        asyncio.get_running_loop().create_task(timers.sleep(30))  # cancelled at shutdown
+        await timers.sleep(0.001)
+        return timers._timers[asyncio.get_running_loop()]._fd
+
+    fd = run(main())
+    gc.collect()
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
+
+
 def test_no_time_left_yields_without_a_timer() -> None:
     async def main() -> bool:
         await timers.sleep(0)
