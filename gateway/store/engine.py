@@ -217,6 +217,16 @@ class Database:
             except OperationalError as exc:
                 if not _locked(exc):
                     raise
+        return await self.run_read_off_loop(fn, *args, **kwargs)
+
+    async def run_read_off_loop(
+        self,
+        fn: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """As ``run_read``, but through ``read()`` (aiosqlite's thread on SQLite), for a read
+        that scans too much to hold the event loop for."""
         async with self.read() as aconn:
             return await aconn.run_sync(fn, *args, **kwargs)
 

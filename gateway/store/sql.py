@@ -245,11 +245,10 @@ class SqlStore(LeaseOps, DeadLetterOps):
             .where(work.c.batch_pk == batch_pk)
             .group_by(work.c.agency_id, work.c.state)
         )
-        if work_count is not None and work_count <= INLINE_ROWS:  # a few index entries
-            rows = await self._db.run_read(lambda conn: conn.execute(query).all())
-        else:  # counting 100,000 entries takes a while: not on the event loop
-            async with self._db.read() as aconn:
-                rows = (await aconn.execute(query)).all()
+        # A few index entries are counted on the loop; 100,000 take a while: not there.
+        small = work_count is not None and work_count <= INLINE_ROWS
+        read = self._db.run_read if small else self._db.run_read_off_loop
+        rows = await read(lambda conn: conn.execute(query).all())
         counts: dict[str, dict[str, int]] = {}
         for row in rows:
             counts.setdefault(row.agency_id, {})[row.state] = row.n

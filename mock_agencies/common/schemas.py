@@ -67,16 +67,17 @@ def component_validator(openapi: Mapping[str, Any], name: str) -> Any:
     return StrictValidator(root)
 
 
-def component_conforms(openapi: Mapping[str, Any], name: str) -> Callable[[Any], bool] | None:
+def component_conforms(
+    openapi: Mapping[str, Any], name: str, validator: Any
+) -> Callable[[Any], bool] | None:
     """The compiled yes/no check of ``#/components/schemas/<name>`` with the same verdicts as
-    ``component_validator`` (``gateway.adapters.vrs.fastcheck``, this module's reading of
+    its ``component_validator`` (``gateway.adapters.vrs.fastcheck``, this module's reading of
     ``pattern``), or None when the schema uses a keyword it does not implement. A fast path
     only: ask the validator whenever the answer is "no"."""
     try:
         return fastcheck.compile_schema(
             openapi, f"#/components/schemas/{name}",
-            format_checker=component_validator(openapi, name).format_checker,
-            compile_pattern=compile_pattern,
+            format_checker=validator.format_checker, compile_pattern=compile_pattern,
         )
     except fastcheck.Unsupported:
         return None

@@ -145,8 +145,8 @@ class RequestSchemas:
     """Validators for the request bodies, from the packaged OpenAPI copy (VRS-01)."""
 
     path: Path = OPENAPI_PATH
-    _validators: dict[str, Any] = field(default_factory=dict)
-    _conforms: dict[str, Any] = field(default_factory=dict)  # compiled yes/no, or None
+    # schema name -> (jsonschema validator, its compiled yes/no check or None)
+    _checks: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     def validate(self, op: Operation, param: str | None, body: Any) -> dict[str, bytes]:
         """Stage "schema" (400): path parameter, body schema, base64 of document content.
@@ -159,13 +159,15 @@ class RequestSchemas:
             raise VrsProblem("invalid-request", f"{op.param} must match ^[A-Za-z0-9_-]{{1,64}}$")
         if op.schema is None:
             return {}
-        if op.schema not in self._validators:
+        checks = self._checks.get(op.schema)
+        if checks is None:
             openapi = load_openapi(self.path)
-            self._validators[op.schema] = component_validator(openapi, op.schema)
-            self._conforms[op.schema] = component_conforms(openapi, op.schema)
-        conforms = self._conforms[op.schema]
+            validator = component_validator(openapi, op.schema)
+            checks = self._checks[op.schema] = (
+                validator, component_conforms(openapi, op.schema, validator))
+        validator, conforms = checks
         if conforms is None or not conforms(body):  # jsonschema decides every "no"
-            message = describe_error(list(self._validators[op.schema].iter_errors(body)))
+            message = describe_error(list(validator.iter_errors(body)))
             if message is not None:
                 raise VrsProblem("invalid-request", f"schema violation at {message}")
         contents: dict[str, bytes] = {}
