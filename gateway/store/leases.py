@@ -239,11 +239,15 @@ class LeaseOps:
             return [(a, s, int(n)) for a, s, n in (await conn.execute(query)).all()]
 
     async def next_ready_at(self, agency_id: str) -> dt.datetime | None:
+        # One end of the partial index ix_work_waiting: a point read, run on the loop (each
+        # lane asks after every claim that comes back empty, dozens of times a second under a
+        # stream of small batches; through aiosqlite's thread each ask cost two hand-offs).
         query = select(func.min(work.c.next_attempt_at)).where(
             work.c.agency_id == agency_id, WAITING_ONLY
         )
-        async with self._db.read() as conn:
-            found: dt.datetime | None = (await conn.execute(query)).scalar_one_or_none()
+        found: dt.datetime | None = await self._db.run_read(
+            lambda conn: conn.execute(query).scalar_one_or_none()
+        )
         return found
 
     async def record_security_event(self, event: SecurityEvent) -> None:
