@@ -28,10 +28,19 @@ class Capabilities:
         return self.inquiry if action is None else action in self.actions
 
 
-Checkpoint = Callable[[Mapping[str, Any]], Awaitable[None]]
+class Checkpoint(Protocol):
+    """Stores an adapter's state for its work item durably; returns once it is.
+
+    ``within``: the state is needed durable only that many seconds from now (before a poll
+    the agency made us wait for), so the store may hold it back that long and write it with
+    other changes in one commit. ``None``: as soon as it can.
+    """
+
+    def __call__(self, state: Mapping[str, Any], /, *,
+                 within: float | None = None) -> Awaitable[None]: ...
 
 
-async def _no_checkpoint(_state: Mapping[str, Any]) -> None:
+async def _no_checkpoint(_state: Mapping[str, Any], /, *, within: float | None = None) -> None:
     return None
 
 
@@ -60,7 +69,9 @@ async def before_poll(
         return
     # The checkpoint in a task of its own, the wait in this one: when the wait ends, this call
     # goes on at once instead of a turn or two of the loop later (as through asyncio.gather).
-    saving = asyncio.ensure_future(call.checkpoint(save))
+    # It is needed only by the poll, so the store may hold it until then and commit it with
+    # other writes instead of in a transaction of its own.
+    saving = asyncio.ensure_future(call.checkpoint(save, within=max(0.0, ready_at - clock())))
     try:
         await _sleep_until(ready_at, clock, sleep)
     except BaseException:

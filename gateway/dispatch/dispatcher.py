@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
 
 RAMP = 0.01  # seconds between full claims while a lane fills its free slots
+# A checkpoint needed only later (before a poll the agency made us wait for) goes out with the
+# next group commit, and at the latest this long before it is needed.
+CHECKPOINT_MARGIN = 0.1
+_EARLY = 0.002  # a timer may fire this much early (uvloop): count such a checkpoint as due
 
 
 def utcnow() -> dt.datetime:
@@ -161,8 +166,9 @@ class _Lane:
             return self._completion(item, started, decision), None
         command = _command(item)
 
-        async def checkpoint(state: Mapping[str, Any]) -> None:
-            await self.d.checkpoint(item.work_id, item.lease_token, state)
+        async def checkpoint(state: Mapping[str, Any], /, *, within: float | None = None
+                             ) -> None:
+            await self.d.checkpoint(item.work_id, item.lease_token, state, within=within)
 
         call = AgencyCall(command=command, attempt=attempt_no, resume=item.checkpoint,
                           checkpoint=checkpoint)
@@ -216,6 +222,9 @@ class Dispatcher:
     writes whatever is queued at once, and what arrives meanwhile goes in the next group, so
     one transaction records many outcomes under load while a lone completion waits for nothing
     but its own commit. That is what keeps a durable store off the critical path of every call.
+    A checkpoint that is needed only later (``within``: before a poll the agency made us wait
+    for) does not start a group of its own: it goes with the next one, or alone once it is
+    due (``CHECKPOINT_MARGIN`` before it is needed).
     """
 
     def __init__(
@@ -239,6 +248,7 @@ class Dispatcher:
         self._pending: list[tuple[Completion, asyncio.Future[None]]] = []
         self._checkpoints: list[tuple[tuple[int, str, Mapping[str, Any]], asyncio.Future[None]]]
         self._checkpoints = []
+        self._checkpoints_due = math.inf  # time.monotonic(): the first queued one must go out
         self._flush_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -277,35 +287,63 @@ class Dispatcher:
         self._flush_wake.set()
         await fut
 
-    async def checkpoint(self, work_id: int, lease_token: str, state: Mapping[str, Any]) -> None:
-        """Queue an adapter's checkpoint for the next group write and wait until it is durable
-        (or ignored: the lease was lost), as ``Store.save_checkpoint`` would."""
+    async def checkpoint(self, work_id: int, lease_token: str, state: Mapping[str, Any], *,
+                         within: float | None = None) -> None:
+        """Queue an adapter's checkpoint for a group write and wait until it is durable (or
+        ignored: the lease was lost), as ``Store.save_checkpoint`` would. ``within``: it is
+        needed durable only that many seconds from now, so it waits for the next group."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._checkpoints.append(((work_id, lease_token, state), fut))
-        self._flush_wake.set()
+        due = 0.0 if within is None else time.monotonic() + within - CHECKPOINT_MARGIN
+        if due < self._checkpoints_due:
+            self._checkpoints_due = due
+            self._flush_wake.set()
         await fut
+
+    def _flush_due(self) -> bool:
+        """Completions go at once (each call waits for its own); checkpoints with them, or on
+        their own when the first of them is due; everything at once when stopping."""
+        if self._pending:
+            return True
+        return bool(self._checkpoints) and (
+            self.stopping or self._checkpoints_due <= time.monotonic() + _EARLY
+        )
+
+    async def _until_flush_due(self) -> None:
+        """Sleep until woken by complete() or checkpoint(), or until the first queued
+        checkpoint is due; while stopping, look again shortly (the last calls may finish)."""
+        self._flush_wake.clear()
+        timeout: float | None = None
+        if self._checkpoints:
+            timeout = self._checkpoints_due - time.monotonic()
+        if self.stopping:
+            timeout = self.flush_interval if timeout is None else min(timeout,
+                                                                      self.flush_interval)
+        if timeout is None:
+            # Woken straight from complete() or checkpoint(): no timer, and no task in between
+            # (wait_for's) to cost a turn of the loop before the write starts.
+            await self._flush_wake.wait()
+            return
+        timer = asyncio.get_running_loop().call_later(max(timeout, 0.0), self._flush_wake.set)
+        try:
+            await self._flush_wake.wait()
+        finally:
+            timer.cancel()
 
     async def _flusher(self) -> None:
         while True:
-            if not self._pending and not self._checkpoints:
-                if self.stopping:  # look again shortly: the last calls may be finishing
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._flush_wake.wait(),
-                                               timeout=self.flush_interval)
-                else:
-                    # Woken straight from complete() or checkpoint(): no timer, and no task in
-                    # between (wait_for's) to cost a turn of the loop before the write starts.
-                    await self._flush_wake.wait()
-                self._flush_wake.clear()
-                if not self._pending and not self._checkpoints:
-                    if self.stopping and not any(lane.running for lane in self.lanes.values()):
-                        return
-                    continue
+            if not self._flush_due():
+                if (self.stopping and not self._checkpoints
+                        and not any(lane.running for lane in self.lanes.values())):
+                    return
+                await self._until_flush_due()
+                continue
             self._flush_wake.clear()
             # Checkpoints and completions in one transaction: one commit for the lot. The
             # checkpoints go first; a completion never shares a group with its own checkpoint,
             # since a call waits for its checkpoint before it goes on.
             checkpoints, self._checkpoints = self._checkpoints, []
+            self._checkpoints_due = math.inf
             batch, self._pending = self._pending, []
             futures = [fut for _, fut in checkpoints] + [fut for _, fut in batch]
             try:
@@ -326,6 +364,7 @@ class Dispatcher:
         """Stop claiming; let calls in flight finish for up to ``grace`` seconds; give the
         leases of the rest back so the next start picks them up at once."""
         self.stopping = True
+        self._flush_wake.set()  # the checkpoints still waiting for a group go out now
         for lane in self.lanes.values():
             lane.wake.set()
         lane_loops = self._tasks[1:]  # the lanes and the heartbeat
@@ -338,6 +377,9 @@ class Dispatcher:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            for lane in self.lanes.values():  # over: the flusher need not wait for them
+                for task in pending:
+                    lane.running.pop(task, None)
         for task in lane_loops:
             task.cancel()
         await asyncio.gather(*lane_loops, return_exceptions=True)

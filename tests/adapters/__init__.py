@@ -18,6 +18,7 @@ class WaitAndSave:
     def __init__(self, key: str, *, fail: bool = False, early: float = 0.0) -> None:
         self.key, self.fail, self.early = key, fail, early
         self.log: list[str] = []
+        self.within: list[float | None] = []  # what each checkpoint said it was needed within
         self.sleeping = asyncio.Event()
         self.now = 100.0
 
@@ -32,7 +33,9 @@ class WaitAndSave:
         self.early = 0.0
         self.log.append("slept")
 
-    async def checkpoint(self, state: Mapping[str, Any]) -> None:
+    async def checkpoint(self, state: Mapping[str, Any], /, *, within: float | None = None
+                         ) -> None:
+        self.within.append(within)
         await asyncio.wait_for(self.sleeping.wait(), 5)
         await asyncio.sleep(0.02)
         if self.fail:

@@ -29,11 +29,22 @@ async def test_the_checkpoint_is_stored_during_the_wait_and_before_returning() -
     assert probe.log == ["sleep 3", "slept", "saved VQ-1"]
 
 
+async def test_the_checkpoint_is_needed_only_by_the_poll() -> None:
+    """The store may hold it back until shortly before the poll and commit it with other
+    writes: it is told how long it has, counted from the answer, not from now."""
+    probe = WaitAndSave("queryId")
+    received = probe.now
+    probe.now += 0.25  # verifying the answer took a quarter of a second
+    await wait(probe, {"queryId": "VQ-1"}, 2.0, since=received)
+    assert probe.within == [1.75]
+
+
 async def test_no_wait_still_stores_the_checkpoint_first() -> None:
     probe = WaitAndSave("ticketId")
     probe.sleeping.set()
     await wait(probe, {"ticketId": "T-1"}, 0.0)
     assert probe.log == ["saved T-1"]
+    assert probe.within == [0.0]
 
 
 async def test_nothing_to_store_only_waits() -> None:

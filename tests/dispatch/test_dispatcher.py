@@ -1,11 +1,13 @@
 """The dispatcher on a real SQLite store, with in-test adapters: retries keep the request id,
 permanent errors stop at once, pending results resume from their checkpoint, a long call keeps
-its lease, graceful stop hands work back, and one slow agency never slows another."""
+its lease, graceful stop hands work back, one slow agency never slows another, and a checkpoint
+needed only later waits for the next group commit."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from gateway import testing
 from gateway.adapters.base import AgencyCall, Capabilities
 from gateway.adapters.registry import AdapterRegistry
 from gateway.config import GatewayConfig
-from gateway.dispatch.dispatcher import Dispatcher
+from gateway.dispatch.dispatcher import CHECKPOINT_MARGIN, Dispatcher
 from gateway.errors import (
     RejectedError,
     ResponseVerificationError,
@@ -246,19 +248,28 @@ async def test_graceful_stop_hands_unfinished_work_back(tmp_path: Path, store: S
         started.set()
         await asyncio.sleep(30)
 
+    nxt = await stop_stuck_then_resume(tmp_path, store, stuck, started)
+    assert len(nxt.calls) == 1 and nxt.calls[0].attempt == 1
+
+
+async def stop_stuck_then_resume(tmp_path: Path, store: Store, stuck: Behaviour,
+                                 started: asyncio.Event) -> ScriptedAdapter:
+    """One item whose call never ends on its own: stop gracefully once ``started`` is set,
+    then let a new dispatcher finish it; returns the new dispatcher's adapter. The stop ends
+    within its grace and a moment, not the 5 s the flusher once waited for cancelled calls;
+    the lease is 60 s, so the new dispatcher gets the item only because it was given back."""
     cfg = config(tmp_path, ["a"], lease_seconds=60)
     d = Dispatcher(cfg, store, registry(cfg, {"a": ScriptedAdapter(stuck)}), idle_poll=0.05)
     pk = await submit(store, ("a",), 1)
     await d.start()
-    await started.wait()
-    await d.stop(grace=0.1)
-    # Without waiting 60 s for the lease, a new worker picks the item up at once.
+    await asyncio.wait_for(started.wait(), 5)
+    await asyncio.wait_for(d.stop(grace=0.1), 3)
     nxt = ScriptedAdapter(lambda call, n: ok(call))
     d2 = Dispatcher(cfg, store, registry(cfg, {"a": nxt}), idle_poll=0.05)
     await d2.start()
     await drain(d2, store, pk)
     await d2.stop()
-    assert len(nxt.calls) == 1 and nxt.calls[0].attempt == 1
+    return nxt
 
 
 async def test_a_slow_agency_does_not_slow_another(tmp_path: Path, store: Store) -> None:
@@ -356,3 +367,84 @@ async def test_a_backlog_is_started_a_claim_at_a_time(tmp_path: Path, store: Sto
     per_turn = [started_in_turn.count(t) for t in set(started_in_turn)]
     assert max(per_turn) <= 16
     assert len(per_turn) >= 10
+
+
+def spy_on_records(store: Store) -> list[tuple[float, int, int]]:
+    """Each group commit the dispatcher makes: (when, checkpoints, completions)."""
+    log: list[tuple[float, int, int]] = []
+    record = store.record  # type: ignore[attr-defined]
+
+    async def spy(checkpoints: Any, completions: Any) -> int:
+        log.append((time.monotonic(), len(checkpoints), len(completions)))
+        return await record(checkpoints, completions)  # type: ignore[no-any-return]
+
+    store.record = spy  # type: ignore[attr-defined]
+    return log
+
+
+async def test_a_checkpoint_needed_later_goes_with_the_next_completion(
+    tmp_path: Path, store: Store
+) -> None:
+    """A checkpoint needed only before a poll a while away does not commit on its own: the
+    next group (a completion, here another item's) takes it along, long before it is due."""
+    saved = asyncio.Event()
+    log = spy_on_records(store)
+
+    async def behaviour(call: AgencyCall, n: int) -> Any:
+        if n == 1:
+            await call.checkpoint({"queryId": "VQ-1"}, within=30.0)
+            saved.set()
+        else:
+            await asyncio.sleep(0.05)  # the first has queued its checkpoint by now
+        return ok(call)
+
+    cfg = config(tmp_path, ["a"])
+    d = Dispatcher(cfg, store, registry(cfg, {"a": ScriptedAdapter(behaviour)}), idle_poll=0.05)
+    pk = await submit(store, ("a",), 2)
+    await d.start()
+    await asyncio.wait_for(saved.wait(), 5)  # not 30 s: it went with the completion
+    await drain(d, store, pk)
+    await d.stop()
+    assert log[0][1:] == (1, 1)
+    assert sum(n for _, n, _ in log) == 1
+
+
+async def test_a_lone_checkpoint_commits_when_it_is_due(tmp_path: Path, store: Store) -> None:
+    """With nothing else to write, a checkpoint waits until CHECKPOINT_MARGIN before it is
+    needed, then commits on its own; one needed at once (``within`` None) does not wait."""
+    within = CHECKPOINT_MARGIN + 0.3
+    took: list[float] = []
+    log = spy_on_records(store)
+
+    async def behaviour(call: AgencyCall, n: int) -> Any:
+        t0 = time.monotonic()
+        await call.checkpoint({"queryId": "VQ-1"}, within=within)
+        took.append(time.monotonic() - t0)
+        await call.checkpoint({"queryId": "VQ-2"})
+        return ok(call)
+
+    cfg = config(tmp_path, ["a"])
+    d = Dispatcher(cfg, store, registry(cfg, {"a": ScriptedAdapter(behaviour)}), idle_poll=0.05)
+    pk = await submit(store, ("a",), 1)
+    await d.start()
+    await drain(d, store, pk)
+    await d.stop()
+    assert took[0] >= within - CHECKPOINT_MARGIN - 0.01
+    assert [entry[1:] for entry in log] == [(1, 0), (1, 0), (0, 1)]
+    assert log[1][0] - log[0][0] < within - CHECKPOINT_MARGIN  # the second did not linger
+
+
+async def test_stopping_commits_the_checkpoints_still_waiting(
+    tmp_path: Path, store: Store
+) -> None:
+    """A graceful stop writes what is queued at once, and the next start resumes from it."""
+    queued = asyncio.Event()
+
+    async def stuck(call: AgencyCall, n: int) -> Any:
+        saving = asyncio.ensure_future(call.checkpoint({"queryId": "VQ-9"}, within=60.0))
+        queued.set()
+        await asyncio.sleep(30)
+        await saving
+
+    nxt = await stop_stuck_then_resume(tmp_path, store, stuck, queued)
+    assert nxt.calls[0].resume == {"queryId": "VQ-9"}

@@ -121,7 +121,7 @@ class Checkpoints:
 
     saved: list[dict[str, Any]] = field(default_factory=list)
 
-    async def save(self, state: Mapping[str, Any]) -> None:
+    async def save(self, state: Mapping[str, Any], /, *, within: float | None = None) -> None:
         self.saved.append(dict(state))
 
     def call(self, command: Command, resume: Mapping[str, Any] | None = None) -> AgencyCall:
