@@ -3,6 +3,7 @@
 SQLite: claims, checkpoints, completions and small batches are one synchronous transaction on
 the event loop (a millisecond or two, less than any hand-off to a thread costs under load);
 a large batch is written in the store's writer thread while the loop goes on serving calls.
+SQLite's WAL is checkpointed by a task of the store's, from a thread, never inside a commit.
 PostgreSQL runs both through the async driver; the contract tests cover it on both backends.
 """
 
@@ -20,7 +21,7 @@ import pytest
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 
-from gateway.store import NewBatch, NewItem, SqlStore
+from gateway.store import NewBatch, NewItem, SqlStore, engine
 from gateway.store.sql import INLINE_ROWS
 
 DEADLINE = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
@@ -211,3 +212,41 @@ async def test_a_point_read_refused_as_busy_goes_through_the_thread(store: SqlSt
         with pytest.raises(OperationalError, match="disk I/O error"):
             await store.get_batch("court-110105", "b")
     assert found.batch_id == "b"
+
+
+async def test_the_wal_is_checkpointed_beside_the_loop_never_inside_a_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's own checkpoint would run inside the commit that crosses its mark, on the event
+    loop; the writers have it off, and a task copies the WAL into the database file from a
+    thread of its own. Seen from outside: the database file alone (without its WAL) soon
+    holds a batch committed while the store stays open."""
+    monkeypatch.setattr(engine, "WAL_CHECKPOINT_SECONDS", 0.05)
+    db_file = tmp_path / "gateway.db"
+    store = SqlStore(f"sqlite+aiosqlite:///{db_file}")
+    await store.open()
+    try:
+        autocheckpoint = await store._db.run_write(
+            lambda conn: conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar())
+        assert autocheckpoint == 0
+        await store.create_batch(NewBatch("court-1", "b-wal", "110105", "{}"), new_items(20),
+                                 deadline_at=DEADLINE)
+
+        def items_in_the_file_alone() -> int:
+            copy = tmp_path / "copy.db"
+            copy.write_bytes(db_file.read_bytes())  # no -wal beside it: only what was copied
+            with contextlib.closing(sqlite3.connect(copy)) as conn:
+                try:
+                    (n,) = conn.execute("SELECT count(*) FROM items").fetchone()
+                except sqlite3.OperationalError:  # not even the schema has reached the file
+                    return 0
+            return int(n)
+
+        for _ in range(100):  # up to 5 s
+            if items_in_the_file_alone() == 20:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the batch never reached the database file")
+    finally:
+        await store.close()
