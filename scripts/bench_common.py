@@ -270,13 +270,15 @@ def last_completion(db: Path) -> float:
     return float(micros) / 1e6
 
 
-def db_figures(db: Path) -> dict[str, Any]:
+def db_figures(db: Path, *, accepted_since: float = 0.0) -> dict[str, Any]:
     """Attempts per work item, and how long items waited in the gateway before their first
-    attempt (from acceptance, ``work.created_at``, to the first attempt's start)."""
+    attempt (from acceptance, ``work.created_at``, to the first attempt's start), for the
+    items accepted from ``accepted_since`` (seconds since the epoch) on."""
     with contextlib.closing(sqlite3.connect(db)) as c:
         rows = c.execute(
             "SELECT (a.started_at - w.created_at) / 1e6 FROM work w JOIN attempts a "
-            "ON a.work_pk = w.pk AND a.n = 1").fetchall()
+            "ON a.work_pk = w.pk AND a.n = 1 WHERE w.created_at >= ?",
+            (int(accepted_since * 1e6),)).fetchall()
         (attempts,) = c.execute("SELECT count(*) FROM attempts").fetchone()
         (work,) = c.execute("SELECT count(*) FROM work").fetchone()
         outcomes = dict(c.execute("SELECT outcome, count(*) FROM attempts GROUP BY outcome"))

@@ -24,8 +24,10 @@ exchange the same split is made around the adapter's ``_exchange``. Also timed, 
 added time goes: each wait for a checkpoint and for a completion to be durable (``Dispatcher``'s
 ``checkpoint`` and ``complete``), how late the loop runs a 10 ms timer (``lag``), and each
 collection of the garbage collector (``gc0``-``gc2``). At exit (SIGTERM) one JSON object per line
-is written: ``{"kind": ..., "total": s, "agency": s}``. ``BENCH_GC_OFF=1`` runs the gateway with
-the cyclic garbage collector off, to measure the collector's share of the tail.
+is written: ``{"kind": ..., "at": s, "total": s, "agency": s}``, ``at`` when it began on
+``time.monotonic()`` (the system's monotonic clock, which the benchmark reads too).
+``BENCH_GC_OFF=1`` runs the gateway with the cyclic garbage collector off, to measure the
+collector's share of the tail.
 """
 
 from __future__ import annotations
@@ -83,9 +85,9 @@ def _install() -> None:
     async def timed_item(self: Any, item: Any) -> None:
         acc = [0.0, 0.0, 0.0, 0.0]  # agency, late timers, exchanges' added, commit waits
         _call.set(acc)
-        t0 = time.perf_counter()
+        at, t0 = time.monotonic(), time.perf_counter()
         await run_item(self, item)
-        records.append(("call", time.perf_counter() - t0, *acc))
+        records.append(("call", at, time.perf_counter() - t0, *acc))
 
     _Lane._run_item = timed_item  # type: ignore[method-assign]
 
@@ -96,12 +98,12 @@ def _install() -> None:
 
         async def timed_store(self: Any, *args: Any, __original: Any = original,
                               __name: str = name, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
+            at, t0 = time.monotonic(), time.perf_counter()
             try:
                 return await __original(self, *args, **kwargs)
             finally:
                 spent = time.perf_counter() - t0
-                records.append((__name, spent, 0.0))
+                records.append((__name, at, spent, 0.0))
                 acc = _call.get()
                 if acc is not None and __name == "complete":
                     acc[3] += spent
@@ -117,22 +119,23 @@ def _install() -> None:
     async def sample_lag() -> None:
         serving[0] = True
         while True:
-            t0 = time.perf_counter()
+            at, t0 = time.monotonic(), time.perf_counter()
             await asyncio.sleep(0.01)
-            records.append(("lag", time.perf_counter() - t0 - 0.01, 0.0))
+            records.append(("lag", at, time.perf_counter() - t0 - 0.01, 0.0))
 
     async def start_with_sampler(self: Any) -> None:
         await start(self)
         self._tasks.append(asyncio.create_task(sample_lag()))
 
     Dispatcher.start = start_with_sampler  # type: ignore[method-assign]
-    began: list[float] = [0.0]
+    began: list[float] = [0.0, 0.0]
 
     def collected(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            began[0] = time.perf_counter()
+            began[:] = time.monotonic(), time.perf_counter()
         elif serving[0]:
-            records.append((f"gc{info['generation']}", time.perf_counter() - began[0], 0.0))
+            records.append((f"gc{info['generation']}", began[0],
+                            time.perf_counter() - began[1], 0.0))
 
     gc.callbacks.append(collected)
 
@@ -163,12 +166,12 @@ def _install() -> None:
                                  **kwargs: Any) -> Any:
             acc = [0.0]
             token = _exchange.set(acc)
-            t0 = time.perf_counter()
+            at, t0 = time.monotonic(), time.perf_counter()
             try:
                 return await __exchange(self, *args, **kwargs)
             finally:
                 spent = time.perf_counter() - t0
-                records.append(("exchange", spent, acc[0]))
+                records.append(("exchange", at, spent, acc[0]))
                 _exchange.reset(token)
                 outer = _call.get()
                 if outer is not None:
@@ -179,8 +182,8 @@ def _install() -> None:
 
 def _write() -> None:
     with open(os.environ["BENCH_TRACE_OUT"], "w", encoding="utf-8") as f:
-        for kind, total, agency, *parts in records:
-            record = {"kind": kind, "total": total, "agency": agency}
+        for kind, at, total, agency, *parts in records:
+            record = {"kind": kind, "at": at, "total": total, "agency": agency}
             if parts:
                 record.update(zip(("late", "exchanges", "commit"), parts, strict=True))
             f.write(json.dumps(record) + "\n")
