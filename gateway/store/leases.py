@@ -18,8 +18,7 @@ from typing import Any
 
 from sqlalchemy import Integer, Select, Table, Text, and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.dml import Insert, Update
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.dml import Insert
 
 from gateway.store.base import (
     Attempt,
@@ -30,6 +29,7 @@ from gateway.store.base import (
     WorkState,
 )
 from gateway.store.engine import Database
+from gateway.store.prepared import Prepared
 from gateway.store.rows import (
     CompletionRows,
     RowSet,
@@ -77,13 +77,13 @@ class LeaseOps:
         st = _statements(self._backend)
 
         def transaction(conn: Connection) -> list[WorkItem]:
-            rows = conn.execute(
-                st.claim, {"agency_id": agency_id, "now": now, "limit": min(limit, MAX_CLAIM)}
-            ).all()
+            rows = st.claim.rows(
+                conn, {"agency_id": agency_id, "now": now, "limit": min(limit, MAX_CLAIM)}
+            )
             if not rows:
                 return []
-            conn.execute(st.lease, {"pks": [row.pk for row in rows], "token": token,
-                                    "expires": expires, "now": utcnow()})
+            st.lease.run(conn, {"pks": st.pks([row.pk for row in rows]), "token": token,
+                                "expires": expires, "now": utcnow()})
             return [
                 WorkItem(
                     work_id=row.pk,
@@ -152,10 +152,10 @@ class LeaseOps:
         ids = {c.work_id for c in completions} | (set(pks) if self._pg else set())
 
         def transaction(conn: Connection) -> int:
-            live = ({row.pk: row for row in conn.execute(st.live, {"pks": sorted(ids)})}
+            live = ({row.pk: row for row in st.live.rows(conn, {"pks": st.pks(sorted(ids))})}
                     if ids else {})
             if saving is not None:
-                conn.execute(st.checkpoint, saving)
+                st.checkpoint.run(conn, saving)
             return self._complete(conn, completions, live) if completions else 0
 
         return await self._db.run_write(transaction)
@@ -177,16 +177,16 @@ class LeaseOps:
         rows = CompletionRows()
         for completion, row in applied:
             rows.add(completion, row)
-        conn.execute(st.finish, {**st.finish_rows.bind(rows.work), "now": utcnow()})
-        conn.execute(st.add_attempts, st.attempt_rows.bind(rows.attempts))
+        st.finish.run(conn, {**st.finish_rows.bind(rows.work), "now": utcnow()})
+        st.add_attempts.run(conn, st.attempt_rows.bind(rows.attempts))
         batch_pks = sorted(set(rows.results["batch_pk"][1]))
         if batch_pks:
             if self._pg:
                 # Cursors come from a sequence, handed out in call order but committed in any
                 # order; a reader resuming after cursor 11 would never see a 10 committed later.
                 # Holding the batch row from allocation to commit makes the two orders agree.
-                conn.execute(st.hold_batches, {"pks": batch_pks})
-            conn.execute(st.add_results, st.result_rows.bind(rows.results))
+                st.hold_batches.run(conn, {"pks": st.pks(batch_pks)})
+            st.add_results.run(conn, st.result_rows.bind(rows.results))
         return len(applied)
 
     async def extend_leases(
@@ -333,25 +333,40 @@ def _insert_from(table: Table, rs: RowSet) -> Insert:
 
 @dataclass(frozen=True)
 class _Statements:
-    """The dispatcher's statements for one backend, built once (see ``RowSet``)."""
+    """The dispatcher's statements for one backend, built once (see ``RowSet``) and run as
+    ``Prepared`` statements (on SQLite, on the driver's cursor)."""
 
-    claim: Select[Any]
-    lease: Update
+    backend: str
+    claim: Prepared
+    lease: Prepared
     checkpoint_rows: RowSet
-    checkpoint: Update
-    live: Select[Any]
+    checkpoint: Prepared
+    live: Prepared
     finish_rows: RowSet
-    finish: Update
+    finish: Prepared
     attempt_rows: RowSet
-    add_attempts: Insert
-    hold_batches: Select[Any]
+    add_attempts: Prepared
+    hold_batches: Prepared
     result_rows: RowSet
-    add_results: Insert
+    add_results: Prepared
+
+    def pks(self, pks: Sequence[int]) -> Any:
+        """The ``pks`` parameter: a list (PostgreSQL, an expanding IN), or one JSON array
+        (SQLite, read with json_each: the statement then compiles once, where an expanding
+        IN is rendered anew for every length)."""
+        return list(pks) if self.backend == "postgresql" else json.dumps(list(pks))
+
+
+def _pk_list(backend: str) -> Any:
+    """``work.c.pk.in_(...)``'s argument for the ``pks`` parameter (see ``_Statements.pks``)."""
+    if backend == "postgresql":
+        return bindparam("pks", expanding=True)
+    return select(func.json_each(bindparam("pks", type_=Text())).table_valued("value").c.value)
 
 
 @functools.cache
 def _statements(backend: str) -> _Statements:
-    pks: BindParameter[Any] = bindparam("pks", expanding=True)
+    pks = _pk_list(backend)
     now = bindparam("now", type_=UtcDateTime())
     cp = RowSet(backend, "cp", pk=PK, token=Text(), state=Text())
     types = CompletionRows()
@@ -359,25 +374,29 @@ def _statements(backend: str) -> _Statements:
     a = RowSet.of(backend, "a", types.attempts)
     r = RowSet.of(backend, "r", types.results)
     expires = bindparam("expires", type_=UtcDateTime())
+    def prepared(statement: Any) -> Prepared:
+        return Prepared(statement, backend)
+
     return _Statements(
-        claim=claim_query(bindparam("agency_id", type_=Text()), now,
-                          bindparam("limit", type_=Integer())),
-        lease=update(work).where(work.c.pk.in_(pks)).values(
+        backend=backend,
+        claim=prepared(claim_query(bindparam("agency_id", type_=Text()), now,
+                                   bindparam("limit", type_=Integer()))),
+        lease=prepared(update(work).where(work.c.pk.in_(pks)).values(
             state=WorkState.IN_FLIGHT.value,
             lease_token=bindparam("token", type_=Text()),
             lease_expires_at=expires,
             ready_at=expires,
             updated_at=now,
-        ),
+        )),
         checkpoint_rows=cp,
-        checkpoint=update(work)
+        checkpoint=prepared(update(work)
         .where(
             work.c.pk == cp.c.pk,
             work.c.state == WorkState.IN_FLIGHT.value,
             work.c.lease_token == cp.c.token,
         )
-        .values(checkpoint_json=cp.c.state, updated_at=now),
-        live=select(
+        .values(checkpoint_json=cp.c.state, updated_at=now)),
+        live=prepared(select(
             work.c.pk,
             work.c.batch_pk,
             work.c.item_seq,
@@ -389,9 +408,9 @@ def _statements(backend: str) -> _Statements:
         )
         .where(work.c.pk.in_(pks), work.c.state == WorkState.IN_FLIGHT.value)
         .order_by(work.c.pk)
-        .with_for_update(),
+        .with_for_update()),
         finish_rows=w,
-        finish=update(work)
+        finish=prepared(update(work)
         .where(work.c.pk == w.c.pk)
         .values(
             state=w.c.state,
@@ -404,13 +423,13 @@ def _statements(backend: str) -> _Statements:
             result_json=w.c.result,
             error_json=w.c.error,
             updated_at=now,
-        ),
+        )),
         attempt_rows=a,
-        add_attempts=_insert_from(attempts, a),
-        hold_batches=select(batches.c.pk)
+        add_attempts=prepared(_insert_from(attempts, a)),
+        hold_batches=prepared(select(batches.c.pk)
         .where(batches.c.pk.in_(pks))
         .order_by(batches.c.pk)
-        .with_for_update(key_share=True),  # FOR NO KEY UPDATE: FK checks still pass
+        .with_for_update(key_share=True)),  # FOR NO KEY UPDATE: FK checks still pass
         result_rows=r,
-        add_results=_insert_from(results, r),
+        add_results=prepared(_insert_from(results, r)),
     )
