@@ -45,8 +45,10 @@ class _Compiled:
             self.params.append(
                 (name, dialect.type_descriptor(bind.type).bind_processor(dialect), default))
         self.row: Callable[[Sequence[Any]], Any] | None = None
-        if isinstance(statement, Select):
-            columns = list(statement.selected_columns)
+        # A SELECT's columns, or what an INSERT ... RETURNING returns.
+        columns = list(statement.selected_columns if isinstance(statement, Select)
+                       else getattr(statement, "exported_columns", ()))
+        if columns:
             fields = collections.namedtuple("Row", [c.key for c in columns])  # type: ignore[misc]
             results = [dialect.type_descriptor(c.type).result_processor(dialect, None)
                        for c in columns]
@@ -67,8 +69,9 @@ class _Compiled:
 
 
 class Prepared:
-    """A statement of the store's hot path: ``run`` (writes) and ``rows`` (a SELECT's rows,
-    with attribute access by column name, as SQLAlchemy's rows have)."""
+    """A statement of the store's hot path: ``run`` (writes) and ``rows`` (what a SELECT or a
+    RETURNING clause returns, with attribute access by column name, as SQLAlchemy's rows
+    have)."""
 
     def __init__(self, statement: Executable, backend: str) -> None:
         self.statement = statement
@@ -91,7 +94,7 @@ class Prepared:
             cursor.close()
         row = self._compiled.row if self._compiled is not None else None
         if row is None:
-            raise TypeError("rows() of a statement that selects nothing")
+            raise TypeError("rows() of a statement that returns nothing")
         return [row(r) for r in fetched]
 
     def _cursor(self, conn: Connection, values: Mapping[str, Any]) -> Any:

@@ -33,7 +33,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql import ColumnElement
-from sqlalchemy.sql.dml import Insert, ReturningInsert
 
 from gateway.errors import ConflictError, NotFoundError, StoreUnavailableError
 from gateway.store.base import (
@@ -50,6 +49,7 @@ from gateway.store.base import (
 from gateway.store.deadletters import DeadLetterOps
 from gateway.store.engine import Database
 from gateway.store.leases import LeaseOps
+from gateway.store.prepared import Prepared
 from gateway.store.rows import (
     BatchSpool,
     RowSet,
@@ -181,7 +181,7 @@ class SqlStore(LeaseOps, DeadLetterOps):
     def _insert_batch_rows(self, conn: Connection, batch: NewBatch, spool: BatchSpool,
                            digest: str, deadline_at: dt.datetime, now: dt.datetime) -> int:
         st = _batch_statements(self._backend)
-        pk = conn.execute(st.batch, {
+        (row,) = st.batch.rows(conn, {
             "owner": batch.owner,
             "batch_id": batch.batch_id,
             "court_code": batch.court_code,
@@ -190,16 +190,17 @@ class SqlStore(LeaseOps, DeadLetterOps):
             "item_count": spool.item_count,
             "work_count": spool.work_count,
             "created_at": now,
-        }).scalar_one()
+        })
+        pk = row.pk
         for chunk in spool.chunks():
-            conn.execute(st.items, {
+            st.items.run(conn, {
                 "batch_pk": pk,
                 **st.item_rows.params(seq=[seq for seq, _, _ in chunk],
                                       body=[body for _, body, _ in chunk]),
             })
             fanout = [(seq, a) for seq, _, agency_ids in chunk for a in agency_ids]
             if fanout:
-                conn.execute(st.work, {
+                st.work.run(conn, {
                     "batch_pk": pk,
                     "deadline_at": deadline_at,
                     "now": now,
@@ -405,13 +406,13 @@ __all__ = ["SqlStore"]
 
 @dataclass(frozen=True)
 class _BatchStatements:
-    """Storing a batch, built once per backend (see ``RowSet``)."""
+    """Storing a batch, built once per backend (see ``RowSet``), run as ``Prepared``."""
 
-    batch: ReturningInsert[Any]
+    batch: Prepared
     item_rows: RowSet
-    items: Insert
+    items: Prepared
     work_rows: RowSet
-    work: Insert
+    work: Prepared
 
 
 @functools.cache
@@ -431,17 +432,21 @@ def _batch_statements(backend: str) -> _BatchStatements:
         "created_at": now,
         "updated_at": now,
     }
+    batch_columns = ("owner", "batch_id", "court_code", "content_sha256", "header_json",
+                     "item_count", "work_count", "created_at")
     return _BatchStatements(
-        batch=insert(batches).returning(batches.c.pk),
+        batch=Prepared(insert(batches)
+                       .values({c: bindparam(c, type_=batches.c[c].type) for c in batch_columns})
+                       .returning(batches.c.pk), backend),
         item_rows=item_rows,
-        items=insert(items).from_select(
+        items=Prepared(insert(items).from_select(
             ["batch_pk", "seq", "item_json"],
             select(batch_pk, item_rows.c.seq, item_rows.c.body).order_by(item_rows.c.ord),
-        ),
+        ), backend),
         work_rows=work_rows,
-        work=insert(work).from_select(
+        work=Prepared(insert(work).from_select(
             [*constant, "item_seq", "agency_id", "request_id"],
             select(*constant.values(), work_rows.c.seq, work_rows.c.agency, work_rows.c.rid)
             .order_by(work_rows.c.ord),
-        ),
+        ), backend),
     )

@@ -102,3 +102,15 @@ def test_an_expanding_in_cannot_be_prepared(engine: Engine) -> None:
     statement = select(work.c.pk).where(work.c.pk.in_(bindparam("pks", expanding=True)))
     with pytest.raises(ValueError, match="expanding"), engine.connect() as conn:
         Prepared(statement, "sqlite").rows(conn, {"pks": [10]})
+
+
+def test_an_insert_returns_its_returning_columns(engine: Engine) -> None:
+    statement = insert(batches).values(
+        owner=bindparam("owner"), batch_id="b-2", court_code="110105", content_sha256="y",
+        header_json="{}", item_count=0, work_count=0, created_at=bindparam("now"),
+    ).returning(batches.c.pk, batches.c.created_at)
+    with engine.begin() as conn:
+        seen = sqlalchemy_statements(engine)
+        (row,) = Prepared(statement, "sqlite").rows(conn, {"owner": "court-1", "now": NOW})
+    assert seen == []
+    assert row.pk == 2 and row.created_at == NOW
