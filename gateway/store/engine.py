@@ -150,22 +150,60 @@ class Database:
         waits for the lock in the writer thread instead of stalling the event loop.
         On PostgreSQL it runs through the async driver (``AsyncConnection.run_sync``).
         """
+        return await self._run_write(True, fn, *args, **kwargs)
+
+    async def run_write_unsynced(
+        self,
+        fn: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """As ``run_write``, but its commit does not wait for the disk (SQLite: no fsync,
+        ``synchronous = OFF`` for this transaction; PostgreSQL: ``synchronous_commit`` off).
+        A crash of the process loses nothing; a crash of the machine may lose this commit,
+        unless a later synced commit has come (the log is written in order, and that commit's
+        sync takes this one with it). Only for writes whose loss a restart repairs: a claim
+        lost that way leaves its items ready, and they are claimed again and sent with their
+        same request ids, as after any crash in flight."""
+        return await self._run_write(False, fn, *args, **kwargs)
+
+    async def _run_write(
+        self,
+        synced: bool,
+        fn: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
         if self._writer is None:
             raise RuntimeError("the store is not open")
         if self._write_lock is None:
             async with self._writer.begin() as conn:
+                if not synced:
+                    await conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 return await conn.run_sync(fn, *args, **kwargs)
         inline = self._sync_inline
         assert inline is not None
         async with self._write_lock:
             began = False
             try:
-                with inline.begin() as conn:
-                    began = True
-                    return fn(conn, *args, **kwargs)
+                with inline.connect() as conn:
+                    # SQLite refuses to change it inside a transaction: around it, then.
+                    raw = conn.connection.dbapi_connection
+                    pragma = None if synced or raw is None else raw.cursor()
+                    if pragma is not None:
+                        pragma.execute("PRAGMA synchronous = OFF")
+                    try:
+                        with conn.begin():
+                            began = True
+                            return fn(conn, *args, **kwargs)
+                    finally:
+                        if pragma is not None:
+                            pragma.execute("PRAGMA synchronous = FULL")
+                            pragma.close()
             except OperationalError as exc:
                 if began or not _locked(exc):
                     raise
+            # Another process holds the lock: wait for it off the loop (synced: rare enough).
             return await self._in_writer_thread(fn, *args, **kwargs)
 
     async def offload_write(

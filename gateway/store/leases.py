@@ -100,7 +100,9 @@ class LeaseOps:
                 for row in rows
             ]
 
-        return await self._db.run_write(transaction)
+        # Unsynced: a claim lost to a machine crash leaves its items ready to claim again,
+        # and they go out with the same request ids, as after any crash in flight.
+        return await self._db.run_write_unsynced(transaction)
 
     async def save_checkpoint(
         self, work_id: int, lease_token: str, state: Mapping[str, Any]

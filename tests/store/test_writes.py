@@ -4,6 +4,7 @@ SQLite: claims, checkpoints, completions and small batches are one synchronous t
 the event loop (a millisecond or two, less than any hand-off to a thread costs under load);
 a large batch is written in the store's writer thread while the loop goes on serving calls.
 SQLite's WAL is checkpointed by a task of the store's, from a thread, never inside a commit.
+Claims commit without waiting for the disk (``run_write_unsynced``), on both backends.
 PostgreSQL runs both through the async driver; the contract tests cover it on both backends.
 """
 
@@ -23,6 +24,8 @@ from sqlalchemy.exc import OperationalError
 
 from gateway.store import NewBatch, NewItem, SqlStore, engine
 from gateway.store.sql import INLINE_ROWS
+
+from .conftest import Backend
 
 DEADLINE = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
 
@@ -248,5 +251,35 @@ async def test_the_wal_is_checkpointed_beside_the_loop_never_inside_a_commit(
             await asyncio.sleep(0.05)
         else:
             raise AssertionError("the batch never reached the database file")
+    finally:
+        await store.close()
+
+
+async def test_an_unsynced_write_commits_without_syncing_and_the_next_one_syncs(
+    backend: Backend,
+) -> None:
+    """Claims commit without waiting for the disk: inside the transaction the backend's
+    durability setting is off, the commit is seen by others, and the next write (a
+    completion, a batch) is synced again."""
+    if backend.name == "sqlite":
+        setting, off, on = "PRAGMA synchronous", 0, 2
+    else:
+        setting, off, on = "SHOW synchronous_commit", "off", "on"
+    store = backend.store()
+    await store.open()
+    try:
+        db = store._db
+
+        def read(conn: Any) -> Any:
+            return conn.exec_driver_sql(setting).scalar()
+
+        def write_then_read(conn: Any) -> Any:
+            conn.exec_driver_sql("UPDATE schema_version SET applied_at = applied_at")
+            return read(conn)
+
+        assert await db.run_write_unsynced(write_then_read) == off
+        assert await db.run_write(write_then_read) == on
+        assert await db.run_write_unsynced(write_then_read) == off
+        assert await db.run_write(read) == on
     finally:
         await store.close()
