@@ -666,8 +666,10 @@ def _latency_section(w: Any, args: argparse.Namespace, la: dict[str, Any]) -> No
     w(f"Open-loop load: every 20 ms a small batch arrives through the API (a steady stream, as "
       f"from many case-management systems), so that agency calls arrive at {la['rate']:.0f} per "
       f"second, half the median gateway throughput of section 1 (offered "
-      f"{la['offered']:.0f}/s), for {args.latency_seconds:.0f} s: {la['calls']:,} calls to the "
-      f"mock vehicle registry ({_polls(args.pending_polls)}), "
+      f"{la['offered']:.0f}/s), for {args.latency_seconds:.0f} s after "
+      f"{la.get('warmup_seconds', 0):.0f} s of the same load that do not count (a fresh "
+      f"process compiles its statements and opens its connections meanwhile): "
+      f"{la['calls']:,} calls to the mock vehicle registry ({_polls(args.pending_polls)}), "
       f"{len(la.get('rounds', [])) or 1} round(s), the table showing the one with the median "
       "per-call p99 (the tail moves a lot from one run to the next on a shared machine); then "
       "the same once at a quarter and a tenth of that throughput. The gateway runs under "
@@ -692,8 +694,8 @@ def _latency_section(w: Any, args: argparse.Namespace, la: dict[str, Any]) -> No
     w(f"\nAt half the maximum: time in the agency per exchange {ms(la['exchange']['agency_p50'])} "
       f"(p50), per call with the protocol's waits {ms(la['call']['agency_p50'])}; wait from "
       f"acceptance to the first call p50 {ms(la['wait_p50'])}, p99 {ms(la['wait_p99'])}; the "
-      f"garbage collector's full collections: {gc2['n']} in the run, the longest "
-      f"{ms(gc2['max'])}.\n")
+      f"garbage collector's full collections: {gc2['n']} in the measured window"
+      + (f", the longest {ms(gc2['max'])}" if gc2['n'] else "") + ".\n")
     runs = la.get("runs", [la])
     low, half = runs[-1], runs[0]
     n = bench_floor.requests_per_call(args.pending_polls)
@@ -724,17 +726,20 @@ def _latency_section(w: Any, args: argparse.Namespace, la: dict[str, Any]) -> No
       f"commit of the outcome (about {ms(low['complete']['added_p50'])} with its fsync, "
       f"group commit included), and {n - 1} poll(s) after the protocol's wait, which go out "
       "no earlier than the agency allowed and as soon after as the loop gets to them: "
-      f"{ms(low['call']['added_p50'])} at p50 with the loop nearly idle, so 5 ms at p99 is "
-      "out of reach for a call that must be durable before it counts. As the load grows the "
-      "one event loop is what every call waits for (the lateness column): bursts of responses, "
-      "each with a signature to verify, queue behind each other, and the outcome's group "
-      "commit waits for the one before it; the garbage collector's full collections stop "
-      f"everything, for up to {ms(gc2['max'])} here. The gateway's CPU column explains the "
-      "rest: at "
-      "half the maximum of section 1 it is most of a core here, because this load also "
-      "brings 50 API requests a second (one batch every 20 ms) and the probes. Neither the "
-      "checkpoint before the first poll nor verifying an answer that asks for a wait counts: "
-      "both happen during the protocol's wait (`gateway.adapters.base.before_poll`).\n")
+      f"{ms(low['call']['added_p50'])} at p50 with the loop nearly idle. As the load grows the "
+      "one event loop is what every call waits for (the lateness column): every 20 ms a batch "
+      "arrives through the API, is stored and claimed, and its calls' requests are signed and "
+      "sent in one burst; responses, each with a signature to verify, and group commits queue "
+      "behind each other, and the outcome's commit waits for the one before it. The garbage "
+      "collector's full collections (a tenth as frequent in `gateway serve` as CPython's "
+      f"default) stop everything when they come: {gc2['n']} in the measured window"
+      + (f", the longest {ms(gc2['max'])}" if gc2['n'] else "") + ". Every commit's fsync "
+      "runs on the loop (SQLite; a thread would wait for the GIL): on a shared virtual disk "
+      "one now and then takes tens of milliseconds, and every call waits with it. The "
+      "gateway's CPU column: this load also brings 50 API requests a second (one batch every "
+      "20 ms) and the probes. Neither the checkpoint before the first poll nor verifying an "
+      "answer that asks for a wait counts: both happen during the protocol's wait "
+      "(`gateway.adapters.base.before_poll`).\n")
     w(f"Command: `python scripts/bench_latency.py --rate {la['rate']:.0f} --seconds "
       f"{args.latency_seconds:.0f} --concurrency {args.floor_concurrency} --pending-polls "
       f"{args.pending_polls}` (and `--rate` at a quarter and a tenth).\n")
@@ -785,7 +790,9 @@ def _optimisations(w: Any, res: dict[str, Any]) -> None:
           "from the answer's arrival (items 6-10 below); `make bench` of 2026-11-27 on an AMD "
           "EPYC machine that ran the bare relay at 595 µs per call | 1,374 | 691 calls/s |")
         w(f"| Ed25519 on libsodium, polls on a timerfd, point reads on the loop, cheaper JSON "
-          f"pointers, BEGIN on the driver's cursor (items 11-15): section 1 of this report "
+          f"pointers, BEGIN on the driver's cursor, checkpoints with the next group commit, "
+          f"fewer full collections, WAL checkpoints off the loop, prepared statements, "
+          f"unsynced claims (items 11-22): section 1 of this report "
           f"({res.get('machine', '?')}, the "
           f"bare relay at {relay.median:,.0f} µs per call). Rows measured on different "
           f"machines do not compare by the relay's cost alone (on 2026-11-27 an Intel Xeon "
@@ -882,21 +889,63 @@ def _optimisations(w: Any, res: dict[str, Any]) -> None:
       "yes/no check first, with its own stricter reading of a final `$` in patterns, and "
       "jsonschema decides every 'no' (tested on the request examples, their mutations and "
       "a trailing newline on every string). Mock CPU per call 2,110 to 1,810 µs.\n")
-    w("Tried and left out, because on this shared machine they did not help beyond the noise "
-      "between runs (three alternating 10-second runs each at 300 calls/s, per call p50 and p99 "
-      "moving by 2x between runs of the same code): running the COMMIT (its fsync) in the "
-      "writer thread while the statements run on the loop (the loop was blocked in commits "
-      "about 13% of the time; off the loop, polls were less late but each outcome waited "
-      "longer for its commit, the writer thread waiting for the GIL, also with a 0.5 ms switch "
-      "interval); making full collections rarer (`gc.set_threshold(700, 10, 100)`).\n")
+    w("17. **When a lane finds no work** it asks the store when the next parked retry is due "
+      "(`next_ready_at`), dozens of times a second under a stream of small batches; through "
+      "aiosqlite's thread each ask cost two hand-offs and GIL contention with the loop (0.5 ms "
+      "p50, 14 ms at worst, at 400 calls/s). It is one end of a partial index, so it is a "
+      "point read on the loop now (item 13).\n")
+    w("18. **A checkpoint before a poll waits for the next group commit**: it is needed only "
+      "by the poll, a second away at VRS, yet at 400 calls/s each was a transaction of its "
+      "own (groups of one). The adapter says how long it has (`call.checkpoint(state, "
+      "within=...)`), and the flusher writes it with the next completions, or alone 0.1 s "
+      "before the poll. Commits in 10 s at 400 calls/s fell from 4,177 to 1,884; added per "
+      "call p50 3.6 to 2.6 ms, polls late at the median 1.7 to 0.6 ms (AMD EPYC).\n")
+    w("19. **Full collections a tenth as often**: after `gc.freeze()` (item 8) a full "
+      "collection walks the calls in flight, about 60 objects each, 45,000 at 400 calls/s: "
+      "a pause of 8-10 ms every 2.5 s, the largest single stall in the per-call p99. Those "
+      "objects are freed by reference counting, so `gateway serve` raises the third "
+      "generation's threshold from 10 to 100 (`FULL_COLLECTION_EVERY`): none in a 10 s window "
+      "at 400 calls/s, and after-warm-up p99 8.8-9.6 ms to 5.6-6.5 ms in the runs that met "
+      "no disk stall. (On the Intel machine an earlier session saw no difference beyond its "
+      "noise.)\n")
+    w("20. **SQLite's WAL checkpoint off the loop**: SQLite checkpoints inside the commit "
+      "that crosses 1,000 WAL pages, and these commits run on the loop; the write "
+      "connections now have it off (`wal_autocheckpoint = 0`) and a task checkpoints every "
+      "second from a thread of its own, where SQLite releases the GIL.\n")
+    w("21. **Prepared statements** (`gateway/store/prepared.py`): a claim, a group commit and "
+      "storing a batch run five or six statements each on the loop, and most of their cost "
+      "was SQLAlchemy's execution path (cache key, compiled-cache lookup, parameter "
+      "processing, events, result set-up), not SQLite. On SQLite they now run on the "
+      "driver's cursor with SQLAlchemy's own compilation, made once (the statements are "
+      "still written once, as Core, for both backends; PostgreSQL runs them through "
+      "SQLAlchemy). `scripts/bench_store.py`, groups of one: a claim 260 to 192 µs, a "
+      "completion 397 to 307 µs; groups of 100: 22,150 to 27,674 items/s.\n")
+    w("22. **Claims commit without an fsync** (`Database.run_write_unsynced`; SQLite "
+      "`synchronous = OFF` around the transaction, PostgreSQL `synchronous_commit` off): a "
+      "claim undone by a machine crash only makes its items ready again, and they go out with "
+      "the same request ids, as after any crash in flight; the next synced commit takes it "
+      "along. About a third of the fsyncs on the loop under a stream of small batches.\n")
+    w("Tried and left out: a completing call writing its group itself instead of waking the "
+      "flusher (two turns of the loop fewer: per-call p50 2.3 to 1.55 ms at 400 calls/s, but "
+      "groups of one, 0.63 of a core against 0.55 and the loop's p99 lateness 2.3 to 5.8 ms, "
+      "so no better p99; yielding once first to let a turn's completions gather gave p50 "
+      "2.2 ms and the same p99). Running the COMMIT (its fsync) in the writer thread while the "
+      "statements run on the loop. Polls were less late, but each outcome waited longer for "
+      "its commit, the writer thread waiting for the GIL (tried on the Intel machine, also "
+      "with a 0.5 ms switch interval, and again on the AMD one at 400 calls/s: p50 3.1-3.2 "
+      "against 2.6 ms, outcome's commit p99 7 ms against 3.4).\n")
     w("What remains, by size (section 6): the Ed25519 verification itself (one per response, "
       "on libsodium now); aiohttp's client per request; the rest of RFC 9421 verification "
       "(parsing the Signature field, rebuilding the signature base). For latency, the one "
       "event loop: at half the maximum throughput it is busy enough that bursts of responses "
       "queue behind each other (section 5); more than one dispatcher process would be the next "
-      "step, with PostgreSQL, since SQLite has one writer. On the SOAP path the gateway's cost "
-      "is the RSA-2048 signature and XML canonicalisation of every message, and zeep's payload "
-      "building.\n")
+      "step, with PostgreSQL, since SQLite has one writer. And the disk: every synced SQLite "
+      "commit's fsync runs on the loop (off it, the GIL made each outcome wait longer), and on "
+      "the shared virtual disk of these machines one now and then takes 30-70 ms (seen in about "
+      "one 10-second run in two at 400 calls/s), which every call in flight waits for; on "
+      "PostgreSQL the commit waits in the server, not in the loop. On the SOAP path the "
+      "gateway's cost is the RSA-2048 signature and XML canonicalisation of every message, and "
+      "zeep's payload building.\n")
 
 
 def main() -> int:
