@@ -25,7 +25,7 @@ from gateway.store.base import Store
 log = logging.getLogger(__name__)
 
 # A full collection once per this many collections of the middle generation (CPython's default
-# is 10); see serve().
+# is 10); see settle_collector().
 FULL_COLLECTION_EVERY = 100
 
 
@@ -95,6 +95,21 @@ def _bound_port(site: web.TCPSite) -> int | None:
     return int(sockets[0].getsockname()[1]) if sockets else None
 
 
+def settle_collector() -> None:
+    """Once started, keep the garbage collector's full collections from pausing every call.
+
+    What start-up loaded (modules, schemas, WSDLs, keys, compiled checks) lives as long as the
+    process: moved out of the collector's sight, it no longer makes each full collection a
+    pause of the event loop (about 100 ms under load, every second or two, before this). What
+    is left to a full collection is the calls in flight (tasks, coroutines, responses: about
+    60 objects each, thousands of calls while agencies make us wait), still a pause of 8-10 ms
+    that came every 2.5 s at 400 calls/s. Nearly all of it is freed by reference counting,
+    not by the collector, so full collections run a tenth as often."""
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
+
+
 async def serve(config: GatewayConfig, *, grace: float = 10.0) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     gateway = Gateway(config)
@@ -104,16 +119,7 @@ async def serve(config: GatewayConfig, *, grace: float = 10.0) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await gateway.start()
-    # What start-up loaded (modules, schemas, WSDLs, keys, compiled checks) lives as long as the
-    # process: moved out of the collector's sight, it no longer makes each full collection a
-    # pause of the event loop (about 100 ms under load, every second or two, before this).
-    gc.freeze()
-    # What is left to a full collection is the calls in flight (tasks, coroutines, responses:
-    # about 60 objects each, thousands of calls while agencies make us wait), still a pause of
-    # 8-10 ms that came every 2.5 s at 400 calls/s. Nearly all of it is freed by reference
-    # counting, not by the collector, so full collections run a tenth as often.
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
+    settle_collector()
     print(f"gateway listening on {gateway.url}", flush=True)
     if gateway.ops_port is not None:
         print(f"operators' endpoints on http://{config.ops_host}:{gateway.ops_port}", flush=True)
