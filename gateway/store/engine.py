@@ -39,8 +39,9 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 # SQLite: seconds between checkpoints of the WAL into the database file, in a thread of their
 # own. SQLite's automatic checkpoint (every 1,000 pages) runs inside the commit that crosses the
-# mark: on the event loop, copying megabytes and waiting for the database file's fsync (35-65 ms
-# under load, measured), while every call waited. The writers' connections have it turned off.
+# mark: on the event loop, copying megabytes and waiting for the database file's fsync (such a
+# commit took 5-8 ms against 0.1 ms, measured on a test machine), while every call waited. The
+# writers' connections have it turned off.
 WAL_CHECKPOINT_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
