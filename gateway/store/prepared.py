@@ -100,6 +100,8 @@ class Prepared:
     def _cursor(self, conn: Connection, values: Mapping[str, Any]) -> Any:
         compiled = self._compiled
         if compiled is None:
+            # For the first connection's dialect: every SQLite connection of a process has the
+            # same driver and library, so the same SQL.
             compiled = self._compiled = _Compiled(self.statement, conn.dialect)
         params = compiled.bind(values)
         dbapi_error = conn.dialect.loaded_dbapi.Error
