@@ -26,7 +26,7 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)
 	$(BIN)/python scripts/bench.py --quick
 
-# The three-agency fan-out at 100,000 subjects alone (20 to 60 minutes here, with the
+# The three-agency fan-out at 100,000 subjects alone (15 to 60 minutes here, with the
 # machine's speed); the report keeps its figures (docs/benchmarks.json) and every later
 # `make bench` shows them.
 bench-full: $(STAMP)

@@ -381,7 +381,7 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
     w("- Every run checks its results against the mock agencies' fixtures (every subject with "
       "assets found, nothing else), and that no call failed or was retried.\n")
     w(f"Run it again with `make bench` (this run took {duration / 60:.1f} minutes; the "
-      "100,000-subject fan-out is `make bench-full`, 20 to 60 minutes here; "
+      "100,000-subject fan-out is `make bench-full`, 15 to 60 minutes here; "
       "`make bench-smoke` is the 30-second smoke run the tests use; "
       "`python scripts/bench.py --render` rewrites this page from the figures recorded in "
       "`docs/benchmarks.json`). Each section names the "
