@@ -376,6 +376,7 @@ def _statements(backend: str) -> _Statements:
     a = RowSet.of(backend, "a", types.attempts)
     r = RowSet.of(backend, "r", types.results)
     expires = bindparam("expires", type_=UtcDateTime())
+
     def prepared(statement: Any) -> Prepared:
         return Prepared(statement, backend)
 
