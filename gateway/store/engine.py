@@ -50,6 +50,22 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def driver_execute(conn: Connection, statement: str, params: tuple[Any, ...] = ()) -> Any:
+    """``statement`` on the driver's own cursor of ``conn`` (SQLite's hot path: through
+    SQLAlchemy's execution each statement cost more Python than SQLite takes to run it).
+    Errors are raised as SQLAlchemy raises them, since callers tell them apart by class
+    (``run_write`` recognises "locked", the store ``IntegrityError``). Returns the cursor, to
+    fetch from and close."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement, params)
+    except dbapi_error as exc:
+        cursor.close()
+        raise DBAPIError.instance(statement, params, exc, dbapi_error) from exc
+    return cursor
+
+
 class Database:
     """One database: ``read()`` and ``write()`` transactions on a pooled async engine."""
 
@@ -189,18 +205,15 @@ class Database:
             try:
                 with inline.connect() as conn:
                     # SQLite refuses to change it inside a transaction: around it, then.
-                    raw = conn.connection.dbapi_connection
-                    pragma = None if synced or raw is None else raw.cursor()
-                    if pragma is not None:
-                        pragma.execute("PRAGMA synchronous = OFF")
+                    if not synced:
+                        driver_execute(conn, "PRAGMA synchronous = OFF").close()
                     try:
                         with conn.begin():
                             began = True
                             return fn(conn, *args, **kwargs)
                     finally:
-                        if pragma is not None:
-                            pragma.execute("PRAGMA synchronous = FULL")
-                            pragma.close()
+                        if not synced:
+                            driver_execute(conn, "PRAGMA synchronous = FULL").close()
             except OperationalError as exc:
                 if began or not _locked(exc):
                     raise
@@ -348,21 +361,12 @@ class Database:
         def _on_begin(conn: Any) -> None:
             options = conn.get_execution_options()
             wait = 0 if options.get(_NO_WAIT, False) else int(self._busy_timeout_ms)
-            # On the driver's own cursor: through exec_driver_sql each of these statements
-            # cost more Python than SQLite takes to run it, and every transaction begins here.
-            # Errors are wrapped as exec_driver_sql would (run_write tells "locked" by them).
-            statement = "BEGIN IMMEDIATE" if options.get(_WRITE, False) else "BEGIN DEFERRED"
-            dbapi_error = conn.dialect.loaded_dbapi.Error
-            cursor = conn.connection.dbapi_connection.cursor()
-            try:
-                if conn.info.get("busy_timeout_ms") != wait:  # this connection's setting
-                    cursor.execute(f"PRAGMA busy_timeout = {wait}")
-                    conn.info["busy_timeout_ms"] = wait
-                cursor.execute(statement)
-            except dbapi_error as exc:
-                raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
-            finally:
-                cursor.close()
+            # On the driver's cursor: every transaction begins here.
+            if conn.info.get("busy_timeout_ms") != wait:  # this connection's setting
+                driver_execute(conn, f"PRAGMA busy_timeout = {wait}").close()
+                conn.info["busy_timeout_ms"] = wait
+            driver_execute(conn, "BEGIN IMMEDIATE" if options.get(_WRITE, False)
+                           else "BEGIN DEFERRED").close()
 
     def _pg_engine(self) -> AsyncEngine:
         settings = {"application_name": "agency-gateway"}

@@ -18,11 +18,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.selectable import Select
+
+from gateway.store.engine import driver_execute
 
 _Processor = Callable[[Any], Any] | None
 _NO_DEFAULT = object()
@@ -103,13 +104,4 @@ class Prepared:
             # For the first connection's dialect: every SQLite connection of a process has the
             # same driver and library, so the same SQL.
             compiled = self._compiled = _Compiled(self.statement, conn.dialect)
-        params = compiled.bind(values)
-        dbapi_error = conn.dialect.loaded_dbapi.Error
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(compiled.sql, params)
-        except dbapi_error as exc:
-            cursor.close()
-            # As SQLAlchemy would raise it: callers tell errors apart by its classes.
-            raise DBAPIError.instance(compiled.sql, params, exc, dbapi_error) from exc
-        return cursor
+        return driver_execute(conn, compiled.sql, compiled.bind(values))
