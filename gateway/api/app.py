@@ -34,7 +34,14 @@ from gateway.api.problems import ErrorCollector, Problem, error_middleware, prob
 from gateway.config import CallerConfig, GatewayConfig
 from gateway.errors import FieldError, ValidationError
 from gateway.model import Action, canonical_json, court_code_ok, parse_control_request
-from gateway.store.base import BatchRecord, ControlRecord, NewControl, Store, phase
+from gateway.store.base import (
+    AgencyProgress,
+    BatchRecord,
+    ControlRecord,
+    NewControl,
+    Store,
+    phase,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +141,11 @@ def _caller(request: web.Request) -> CallerConfig:
 # --- inquiry batches -----------------------------------------------------------------------
 
 
-async def _batch_body(request: web.Request, record: BatchRecord) -> dict[str, Any]:
-    progress = await request.app[STORE_KEY].batch_progress(record.pk,
-                                                          work_count=record.work_count)
+async def _progress(request: web.Request, record: BatchRecord) -> list[AgencyProgress]:
+    return await request.app[STORE_KEY].batch_progress(record.pk, work_count=record.work_count)
+
+
+def _batch_body(record: BatchRecord, progress: list[AgencyProgress]) -> dict[str, Any]:
     totals = {"pending": 0, "done": 0, "failed": 0}
     by_agency: dict[str, dict[str, int]] = {}
     for p in progress:
@@ -174,8 +183,13 @@ async def post_batch(request: web.Request) -> web.Response:
     )
     record, created = await ingest.run()
     if created:
-        _notify(request, ingest.agencies_used)
-    body = await _batch_body(request, record)
+        _notify(request, set(ingest.work_by_agency))
+        # Just committed, all of it waits: counted while it streamed in, not asked of the store.
+        progress = [AgencyProgress(agency_id, pending=n, done=0, failed=0)
+                    for agency_id, n in ingest.work_by_agency.items()]
+    else:
+        progress = await _progress(request, record)
+    body = _batch_body(record, progress)
     return web.json_response(body, status=202 if created else 200,
                              headers={"Location": body["links"]["self"]})
 
@@ -183,7 +197,7 @@ async def post_batch(request: web.Request) -> web.Response:
 async def get_batch(request: web.Request) -> web.Response:
     record = await request.app[STORE_KEY].get_batch(_caller(request).id,
                                                     request.match_info["batch_id"])
-    return web.json_response(await _batch_body(request, record))
+    return web.json_response(_batch_body(record, await _progress(request, record)))
 
 
 def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -374,7 +374,7 @@ class BatchIngest:
         self.body, self.errors, self.caller, self.store = body, errors, caller, store
         self.resolver, self.limits = resolver, limits
         self.default_deadline_seconds = default_deadline_seconds
-        self.agencies_used: set[str] = set()
+        self.work_by_agency: Counter[str] = Counter()  # work items stored, per agency
 
     async def run(self) -> tuple[BatchRecord, bool]:
         raw = await self.body.header()
@@ -452,7 +452,7 @@ class BatchIngest:
                 self.errors.add((FieldError(base, UNPAIRED_SURROGATE),))
             if self.errors:
                 continue  # keep checking for the report; nothing will be stored
-            self.agencies_used.update(targets)
+            self.work_by_agency.update(targets)
             yield NewItem(seq=n, item_json=item_json, agency_ids=targets)
         await self.body.finish()
         if count == 0 and not self.errors.malformed and not self.body.items_reported:

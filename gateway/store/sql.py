@@ -75,12 +75,6 @@ from gateway.store.schema import (
 INLINE_ROWS = 500
 
 
-def _batch_row(conn: Connection, owner: str, batch_id: str) -> Any:
-    return conn.execute(
-        select(batches).where(batches.c.owner == owner, batches.c.batch_id == batch_id)
-    ).one_or_none()
-
-
 class SqlStore(LeaseOps, DeadLetterOps):
     """The Store on SQLAlchemy's asyncio engine; see ``gateway.store.base.Store``."""
 
@@ -211,9 +205,11 @@ class SqlStore(LeaseOps, DeadLetterOps):
         return int(pk)
 
     async def _find_batch(self, owner: str, batch_id: str) -> BatchRecord | None:
-        row = await self._db.run_read(_batch_row, owner, batch_id)  # by its unique key
-        if row is None:
+        found = _batch_statements(self._backend).find  # by its unique key
+        rows = await self._db.run_read(found.rows, {"owner": owner, "batch_id": batch_id})
+        if not rows:
             return None
+        (row,) = rows
         return BatchRecord(
             pk=row.pk,
             owner=row.owner,
@@ -241,15 +237,10 @@ class SqlStore(LeaseOps, DeadLetterOps):
     async def batch_progress(
         self, batch_pk: int, *, work_count: int | None = None
     ) -> list[AgencyProgress]:
-        query = (
-            select(work.c.agency_id, work.c.state, func.count().label("n"))
-            .where(work.c.batch_pk == batch_pk)
-            .group_by(work.c.agency_id, work.c.state)
-        )
         # A few index entries are counted on the loop; 100,000 take a while: not there.
         small = work_count is not None and work_count <= INLINE_ROWS
         read = self._db.run_read if small else self._db.run_read_off_loop
-        rows = await read(lambda conn: conn.execute(query).all())
+        rows = await read(_batch_statements(self._backend).progress.rows, {"batch_pk": batch_pk})
         counts: dict[str, dict[str, int]] = {}
         for row in rows:
             counts.setdefault(row.agency_id, {})[row.state] = row.n
@@ -413,6 +404,8 @@ class _BatchStatements:
     items: Prepared
     work_rows: RowSet
     work: Prepared
+    find: Prepared  # a batch by (owner, batch_id)
+    progress: Prepared  # its work counted by agency and state
 
 
 @functools.cache
@@ -449,4 +442,12 @@ def _batch_statements(backend: str) -> _BatchStatements:
             select(*constant.values(), work_rows.c.seq, work_rows.c.agency, work_rows.c.rid)
             .order_by(work_rows.c.ord),
         ), backend),
+        find=Prepared(select(batches).where(
+            batches.c.owner == bindparam("owner", type_=Text()),
+            batches.c.batch_id == bindparam("batch_id", type_=Text()),
+        ), backend),
+        progress=Prepared(
+            select(work.c.agency_id, work.c.state, func.count().label("n"))
+            .where(work.c.batch_pk == batch_pk)
+            .group_by(work.c.agency_id, work.c.state), backend),
     )

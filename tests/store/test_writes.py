@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import Pool
 
 from gateway.store import NewBatch, NewItem, SqlStore, engine
 from gateway.store.sql import INLINE_ROWS
@@ -168,24 +169,26 @@ async def test_point_reads_run_on_the_loop_and_count_a_large_batch_beside_it(
     """Finding a batch by its id and counting a small batch are index lookups: on SQLite they
     run on the event loop (``Database.run_read``, the synchronous pysqlite driver), not
     through aiosqlite's thread; counting a batch of 100,000 rows is not a lookup and still
-    goes to the thread."""
+    goes to the thread. The statements go to the driver's cursor (``Prepared``), past
+    SQLAlchemy's execution events: the connections they were given out on tell the driver."""
     seen: list[str] = []
 
-    def executed(conn: Any, *_: Any) -> None:
-        seen.append(conn.dialect.driver)
+    def checked_out(dbapi_connection: Any, *_: Any) -> None:
+        seen.append("pysqlite" if isinstance(dbapi_connection, sqlite3.Connection)
+                    else "aiosqlite")
 
     small, _ = await store.create_batch(batch("small"), new_items(3), deadline_at=DEADLINE)
     large, _ = await store.create_batch(batch("large"), new_items(INLINE_ROWS + 1),
                                         deadline_at=DEADLINE)
-    event.listen(Engine, "before_cursor_execute", executed)
+    event.listen(Pool, "checkout", checked_out)
     try:
         found = await store.get_batch("court-110105", "small")
         small_counts = await store.batch_progress(small.pk, work_count=small.work_count)
-        where_small = [d for d in seen if d]
+        where_small = list(seen)
         seen.clear()
         large_counts = await store.batch_progress(large.pk, work_count=large.work_count)
     finally:
-        event.remove(Engine, "before_cursor_execute", executed)
+        event.remove(Pool, "checkout", checked_out)
     assert found.pk == small.pk
     assert [(p.agency_id, p.pending) for p in small_counts] == [("bank-a", 3)]
     assert [(p.agency_id, p.pending) for p in large_counts] == [("bank-a", INLINE_ROWS + 1)]
