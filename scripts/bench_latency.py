@@ -63,7 +63,7 @@ async def latency_run(workdir: Path, *, rate: float, seconds: float, concurrency
                 if bounds[t + 1] == bounds[t]:
                     continue
                 await asyncio.sleep(max(0.0, started + t * tick - time.monotonic()))
-                if t == warm_ticks:
+                if t >= warm_ticks and cpu_before is None:  # the first batch measured
                     cpu_before = bc.proc_sample(s.gateway.proc.pid).cpu
                     accepted_since = time.time()
                 chunk = items[bounds[t]:bounds[t + 1]]
