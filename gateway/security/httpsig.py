@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
@@ -29,7 +29,7 @@ from http_sfv.item import InnerList, Item
 from http_sfv.string import ser_string
 
 from gateway.security import ed25519
-from gateway.security.digest import UniqueKeyDictionary, check_content_digest, parse_dictionary
+from gateway.security.digest import check_content_digest, parse_dictionary
 from gateway.security.keys import jwk_thumbprint
 
 LABEL: Final = "sig1"
@@ -378,12 +378,19 @@ def _invalid(message: str) -> SignatureCheckError:
     return SignatureCheckError("signature-invalid", message)
 
 
-@functools.lru_cache(maxsize=64)
-def _parse_input(input_text: str) -> UniqueKeyDictionary:
-    """``parse_dictionary`` of a Signature-Input value, remembered: a signer's values repeat for
-    every message it signs within the same second, and ``_parse`` only reads the result (never
-    mutate it). Parse errors are not cached: they raise again each time."""
-    return parse_dictionary(input_text)
+class _Input(NamedTuple):
+    """What the Signature-Input field says, checked against a profile."""
+
+    keyid: str
+    nonce: str
+    created: int
+    expires: int
+    signature_params: str
+
+
+# One signature, its 64 bytes in base64 (88 characters, the last two "=="): the form every
+# RFC 8941 serialiser writes for a VRS signature; anything else goes through the parser.
+_SIGNATURE_FIELD = re.compile(rf"{re.escape(LABEL)}=:([A-Za-z0-9+/]{{86}}==):")
 
 
 def _parse(found: Mapping[str, str], profile: _Profile, other: _Profile | None) -> _Parsed:
@@ -391,13 +398,18 @@ def _parse(found: Mapping[str, str], profile: _Profile, other: _Profile | None) 
     input_text, signature_field = found.get("signature-input"), found.get("signature")
     if input_text is None or signature_field is None:
         raise _invalid("Signature and Signature-Input are both required")
-    try:
-        inputs, signatures = _parse_input(input_text), parse_dictionary(signature_field)
-    except ValueError as exc:
-        raise _invalid(f"Signature or Signature-Input is not a Dictionary: {exc}") from None
-    if list(inputs) != [LABEL] or list(signatures) != [LABEL]:
-        raise _invalid(f"exactly one signature labelled {LABEL} is required")
-    member = inputs[LABEL]
+    given = _parse_input(input_text, profile, other)
+    signature, signature_text = _parse_signature(signature_field)
+    return _Parsed(given.keyid, given.nonce, given.created, given.expires, signature,
+                   given.signature_params, signature_text)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_input(input_text: str, profile: _Profile, other: _Profile | None) -> _Input:
+    """The Signature-Input part of ``_parse``, remembered: a signer's value repeats for every
+    message it signs within the same second (a response's has no nonce). It depends on nothing
+    else, and an error is not remembered: it is raised again each time."""
+    member = _only_member(input_text, "Signature-Input")
     if not isinstance(member, InnerList):
         raise _invalid(f"Signature-Input member {LABEL} must be an Inner List")
     params = member.params
@@ -435,17 +447,41 @@ def _parse(found: Mapping[str, str], profile: _Profile, other: _Profile | None) 
         if shape != profile.shape:
             raise _invalid(f"covered components must be exactly {profile.inner}")
         raise _invalid("Signature-Input is not in canonical RFC 8941 form")
-    signature = signatures[LABEL]
-    if not isinstance(signature, Item) or type(signature.value) is not bytes or signature.params:
+    return _Input(keyid, nonce, created, expires, signature_params)
+
+
+def _only_member(value: str, field: str) -> Any:
+    """The one member, labelled ``sig1``, of a Signature or Signature-Input value."""
+    try:
+        members = parse_dictionary(value)
+    except ValueError as exc:
+        raise _invalid(f"{field} is not a Dictionary: {exc}") from None
+    if list(members) != [LABEL]:
+        raise _invalid(f"exactly one signature labelled {LABEL} is required")
+    return members[LABEL]
+
+
+def _parse_signature(signature_field: str) -> tuple[bytes, str]:
+    """The Signature field's one signature and its serialisation (``:base64:``)."""
+    canonical = _SIGNATURE_FIELD.fullmatch(signature_field)
+    if canonical is not None:
+        # The parser's answer without the parser (it reads a byte sequence a character at a
+        # time): one member, a bare byte sequence of 64 bytes, written canonically (base64
+        # that decodes and encodes back to itself).
+        text = canonical.group(1)
+        signature = base64.b64decode(text)
+        if base64.b64encode(signature).decode("ascii") == text:
+            return signature, f":{text}:"
+    signature_item = _only_member(signature_field, "Signature")
+    if (not isinstance(signature_item, Item) or type(signature_item.value) is not bytes
+            or signature_item.params):
         raise _invalid(f"Signature member {LABEL} must be a bare byte sequence")
-    if len(signature.value) != SIGNATURE_BYTES:
+    if len(signature_item.value) != SIGNATURE_BYTES:
         raise _invalid(f"an Ed25519 signature has {SIGNATURE_BYTES} bytes")
-    signature_text = ser_byteseq(signature.value)
+    signature_text = ser_byteseq(signature_item.value)
     if signature_field != f"{LABEL}={signature_text}":  # one signature, one spelling (VRS-04)
         raise _invalid("Signature is not in canonical RFC 8941 form")
-    return _Parsed(
-        keyid, nonce, created, expires, signature.value, signature_params, signature_text
-    )
+    return signature_item.value, signature_text
 
 
 class Verifier:

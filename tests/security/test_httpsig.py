@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from gateway.security.httpsig import (
     Signer,
     VerifiedRequest,
     Verifier,
+    _parse_signature,
     request_signature_member,
     target_uri,
 )
@@ -723,3 +725,20 @@ def test_interop_responses_both_ways() -> None:
         request_signature=binding,
     )
     assert keyid == AGENCY_KEYID
+
+
+def test_signature_field_read_without_the_parser_gives_the_parsers_answer() -> None:
+    """``_parse_signature`` reads a canonical ``sig1=:<88 base64>:`` itself; what it returns
+    must be what http_sfv's parser reads, for any 64 bytes (``+`` and ``/`` included), and a
+    field the shortcut does not take (other pad bits, parameters) must still be refused."""
+    rng = random.Random(9421)
+    values = [bytes(64), b"\xff" * 64, b"\xfb\xef" * 32] + [rng.randbytes(64) for _ in range(200)]
+    for value in values:
+        field_value = f"sig1=:{b64(value)}:"
+        parsed = Dictionary()
+        parsed.parse(field_value.encode("ascii"))
+        assert _parse_signature(field_value) == (parsed["sig1"].value, f":{b64(value)}:")
+        assert parsed["sig1"].value == value
+    for bad in (PAD_BITS, SIG + ";a=1", SIG.replace("sig1", "sig2"), f"{SIG}, {SIG}", SIG + " "):
+        with pytest.raises(SignatureCheckError):
+            _parse_signature(bad)
