@@ -93,6 +93,10 @@ class _Lane:
             while free < cap and not self.slots.locked():
                 await self.slots.acquire()
                 free += 1
+            # Work stored from here on must wake the sleep below, even when it is stored while
+            # the claim waits for the database (PostgreSQL, or another process's write lock)
+            # and this claim's read missed it.
+            self.wake.clear()
             try:
                 items = await self.d.store.claim(
                     agency_id=self.agency_id, limit=free,
@@ -109,7 +113,10 @@ class _Lane:
                 task = asyncio.create_task(self._run_item(item))
                 self.running[task] = item
                 task.add_done_callback(self._finished)
-            if not items:
+            if len(items) < free:
+                # Fewer than asked for: nothing else was ready (a claim takes every ready item
+                # up to its limit). Sleep as after an empty claim, without making one: under a
+                # stream of small batches that was a second write transaction for every batch.
                 await self._sleep_until_work()
             elif len(items) == cap and not self.slots.locked():
                 # A full claim with slots still free: more work is waiting. Start it a claim
@@ -125,19 +132,21 @@ class _Lane:
     async def _acquire_one(self) -> None:
         await self.slots.acquire()
 
-    async def _sleep(self, seconds: float) -> None:
-        self.wake.clear()
+    async def _sleep(self, seconds: float, *, clear: bool = True) -> None:
+        if clear:
+            self.wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=max(seconds, 0.005))
 
     async def _sleep_until_work(self) -> None:
         """Sleep until woken by new work, the next parked retry, or the idle poll interval
-        (which also picks up leases that expired under a dead worker)."""
+        (which also picks up leases that expired under a dead worker). A wake-up since the
+        claim began ends it at once: ``wake`` was cleared before the claim, not here."""
         timeout = self.d.idle_poll
         ready_at = await self.d.store.next_ready_at(self.agency_id)
         if ready_at is not None:
             timeout = min(timeout, max(0.0, (ready_at - self.d.clock()).total_seconds()))
-        await self._sleep(timeout)
+        await self._sleep(timeout, clear=False)
 
     async def _run_item(self, item: WorkItem) -> None:
         try:

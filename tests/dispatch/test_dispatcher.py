@@ -369,6 +369,43 @@ async def test_a_backlog_is_started_a_claim_at_a_time(tmp_path: Path, store: Sto
     assert len(per_turn) >= 10
 
 
+async def test_work_stored_while_a_claim_waits_wakes_the_lane(
+        tmp_path: Path, store: Store) -> None:
+    """A claim can wait for the database (PostgreSQL; another process's write lock), and a
+    batch can be stored and announced meanwhile, after the claim's read missed it. That
+    wake-up must not be lost: the lane claims the batch at once, not at the idle poll (a
+    minute here). The same holds after a claim that found fewer items than it asked for,
+    which is not followed by another claim."""
+    adapter = ScriptedAdapter(lambda call, n: ok(call))
+    cfg = config(tmp_path, ["a"])
+    d = Dispatcher(cfg, store, registry(cfg, {"a": adapter}), idle_poll=60.0)
+    claim = store.claim
+    claims = 0
+    arrived: list[int] = []
+    both_arrived = asyncio.Event()
+
+    async def claim_then_a_batch_arrives(**kw: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        items = await claim(**kw)
+        if claims <= 2:  # the first finds nothing, the second one item of the several asked
+            arrived.append(await submit(store, ("a",), 1, batch_id=f"late-{claims}"))
+            d.notify({"a"})
+            if len(arrived) == 2:
+                both_arrived.set()
+        return items
+
+    store.claim = claim_then_a_batch_arrives  # type: ignore[method-assign]
+    await d.start()
+    try:
+        await asyncio.wait_for(both_arrived.wait(), 10)
+        for pk in arrived:
+            await drain(d, store, pk, within=10)
+    finally:
+        await d.stop()
+    assert len(adapter.calls) == 2
+
+
 def spy_on_records(store: Store) -> list[tuple[float, int, int]]:
     """Each group commit the dispatcher makes: (when, checkpoints, completions)."""
     log: list[tuple[float, int, int]] = []
