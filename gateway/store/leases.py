@@ -241,16 +241,14 @@ class LeaseOps:
             return [(a, s, int(n)) for a, s, n in (await conn.execute(query)).all()]
 
     async def next_ready_at(self, agency_id: str) -> dt.datetime | None:
-        # One end of the partial index ix_work_waiting: a point read, run on the loop (each
-        # lane asks after every claim that comes back empty, dozens of times a second under a
-        # stream of small batches; through aiosqlite's thread each ask cost two hand-offs).
-        query = select(func.min(work.c.next_attempt_at)).where(
-            work.c.agency_id == agency_id, WAITING_ONLY
-        )
-        found: dt.datetime | None = await self._db.run_read(
-            lambda conn: conn.execute(query).scalar_one_or_none()
-        )
-        return found
+        # One end of the partial index ix_work_waiting: a point read, run on the loop and
+        # prepared (each lane asks after every claim that comes back short, dozens of times a
+        # second under a stream of small batches; through aiosqlite's thread each ask cost two
+        # hand-offs, and building the query anew more than SQLite took to answer it).
+        next_ready = _statements(self._backend).next_ready
+        (found,) = await self._db.run_read(next_ready.rows, {"agency_id": agency_id})
+        ready_at: dt.datetime | None = found.at  # MIN() of no rows is NULL
+        return ready_at
 
     async def record_security_event(self, event: SecurityEvent) -> None:
         statement = insert(security_events).values(
@@ -351,6 +349,7 @@ class _Statements:
     hold_batches: Prepared
     result_rows: RowSet
     add_results: Prepared
+    next_ready: Prepared
 
     def pks(self, pks: Sequence[int]) -> Any:
         """The ``pks`` parameter: a list (PostgreSQL, an expanding IN), or one JSON array
@@ -435,4 +434,7 @@ def _statements(backend: str) -> _Statements:
         .with_for_update(key_share=True)),  # FOR NO KEY UPDATE: FK checks still pass
         result_rows=r,
         add_results=prepared(_insert_from(results, r)),
+        # One end of the partial index ix_work_waiting.
+        next_ready=prepared(select(func.min(work.c.next_attempt_at).label("at")).where(
+            work.c.agency_id == bindparam("agency_id", type_=Text()), WAITING_ONLY)),
     )
