@@ -449,7 +449,7 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
     if me:
         _memory_section(w, args, me)
     if la:
-        _latency_section(w, args, la)
+        _latency_section(w, args, la, fl)
     if pr:
         _profile_section(w, args, pr)
     _optimisations(w, res)
@@ -661,7 +661,8 @@ def _latency_rounds(la: dict[str, Any]) -> str:
             + " / ".join(ms(r["call_p99"]) for r in rounds) + ")")
 
 
-def _latency_section(w: Any, args: argparse.Namespace, la: dict[str, Any]) -> None:
+def _latency_section(w: Any, args: argparse.Namespace, la: dict[str, Any],
+                     fl: dict[str, Any] | None = None) -> None:
     w("## 5. Latency the gateway adds, at half its maximum throughput\n")
     w(f"Open-loop load: every 20 ms a small batch arrives through the API (a steady stream, as "
       f"from many case-management systems), so that agency calls arrive at {la['rate']:.0f} per "
@@ -740,6 +741,21 @@ def _latency_section(w: Any, args: argparse.Namespace, la: dict[str, Any]) -> No
       "20 ms) and the probes. Neither the checkpoint before the first poll nor verifying an "
       "answer that asks for a wait counts: both happen during the protocol's wait "
       "(`gateway.adapters.base.before_poll`).\n")
+    if fl and "gateway_cpu_share" in half:
+        floor_us = bc.Series([r["gateway"]["cpu_us_per_call"] for r in fl["rounds"]]).median
+        here_us = 1e6 * half["gateway_cpu_share"] / half["rate"]
+        w(f"Why half the maximum is a heavy load here: section 1's maximum comes from one large "
+          f"batch, where claims and group commits take hundreds of items at a time "
+          f"({floor_us:,.0f} µs of gateway CPU per call). This stream of small batches costs "
+          f"{here_us:,.0f} µs per call at half that rate (the API request, a claim and small "
+          f"commit groups for every batch, and the probes), so the gateway was "
+          f"{100 * half['gateway_cpu_share']:.0f}% busy, and calls queue for the loop. Without "
+          f"that queueing a call's own work still takes {ms(low['call']['added_p50'])} at p50 "
+          f"(the lowest load): the target leaves "
+          f"{max(0.0, 5.0 - 1e3 * low['call']['added_p50']):.1f} ms for all the waiting a p99 "
+          "holds, and what would meet it is less CPU on the call's own path (the three "
+          "exchanges' signing, verifying and HTTP, and its commit) or more than one event "
+          "loop.\n")
     w(f"Command: `python scripts/bench_latency.py --rate {la['rate']:.0f} --seconds "
       f"{args.latency_seconds:.0f} --concurrency {args.floor_concurrency} --pending-polls "
       f"{args.pending_polls}` (and `--rate` at a quarter and a tenth).\n")
@@ -925,6 +941,27 @@ def _optimisations(w: Any, res: dict[str, Any]) -> None:
       "claim undone by a machine crash only makes its items ready again, and they go out with "
       "the same request ids, as after any crash in flight; the next synced commit takes it "
       "along. About a third of the fsyncs on the loop under a stream of small batches.\n")
+    w("23. **Taking a small batch** (section 5 brings one every 20 ms): the 202 answer to a "
+      "new batch asked the store for the progress of the work it had just inserted, and that "
+      "count and the look-up for a replay went through SQLAlchemy's execution path. A new "
+      "batch is all pending, counted per agency while its items streamed in; the look-up and "
+      "the count for `GET` are prepared statements (item 21). `python scripts/bench_ingest.py` "
+      "(CPU per POST of a one-subject batch, client included): 2,640-2,840 to "
+      "1,560-1,710 µs on the Intel machine.\n")
+    w("24. **The Signature fields of a response**: the Signature-Input value repeats for every "
+      "response the registry signs within a second, and its checks are now made once per "
+      "value; a signature written canonically (`sig1=:<88 base64 characters>:`) is decoded "
+      "without http_sfv's parser, which reads a byte sequence a character at a time (the "
+      "parser's answer either way; anything else still goes through it). "
+      "`scripts/bench_httpsig.py`, verify response without the cryptography: 27-30 to 9-13 µs.\n")
+    w("25. **A lane after a short claim**: a claim takes every ready item up to its limit, so "
+      "one that comes back short is now followed by sleep, not by a second claim that finds "
+      "nothing (a write transaction for every small batch); and `next_ready_at` (item 17), "
+      "which the lane then asks, is a prepared statement (building the query had been 60% "
+      "of the lanes' time at 50 calls/s). On the way a lost wake-up was fixed: work stored "
+      "while a claim waited for the database, after its read, waited for the idle poll. "
+      "Gateway CPU at 50 calls/s in section 5's load: 44% of a core to 36% with item 23 (one "
+      "run each, Intel machine).\n")
     w("Tried and left out: a completing call writing its group itself instead of waking the "
       "flusher (two turns of the loop fewer: per-call p50 2.3 to 1.55 ms at 400 calls/s, but "
       "groups of one, 0.63 of a core against 0.55 and the loop's p99 lateness 2.3 to 5.8 ms, "
@@ -936,7 +973,7 @@ def _optimisations(w: Any, res: dict[str, Any]) -> None:
       "against 2.6 ms, outcome's commit p99 7 ms against 3.4).\n")
     w("What remains, by size (section 6): the Ed25519 verification itself (one per response, "
       "on libsodium now); aiohttp's client per request; the rest of RFC 9421 verification "
-      "(parsing the Signature field, rebuilding the signature base). For latency, the one "
+      "(rebuilding the signature base, the digest of the body). For latency, the one "
       "event loop: at half the maximum throughput it is busy enough that bursts of responses "
       "queue behind each other (section 5); more than one dispatcher process would be the next "
       "step, with PostgreSQL, since SQLite has one writer. And the disk: every synced SQLite "
@@ -956,15 +993,19 @@ def main() -> int:
                    help="measure nothing: rewrite the report from its recorded figures (.json)")
     p.add_argument("--out", type=Path, help="report file (default docs/benchmarks.md; "
                    "with --quick a temporary file)")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of the floor comparison")
-    p.add_argument("--soap-rounds", type=int, default=2,
+    # Two floor rounds, one SOAP round and a fan-out of 1,000: three, two and 2,000 took 11.6
+    # minutes on a 2-core Intel Xeon machine of 2026-11-27 (6.9 on an AMD EPYC one), and two,
+    # one and 2,000 took 8.6-9.8 there, against the 10 minutes `make bench` has; more with
+    # --rounds, --soap-rounds and --fanout-subjects.
+    p.add_argument("--rounds", type=int, default=2, help="rounds of the floor comparison")
+    p.add_argument("--soap-rounds", type=int, default=1,
                    help="rounds of the SOAP comparison (its ratio is far from its target)")
     p.add_argument("--pending-polls", type=int, default=1)
     p.add_argument("--floor-subjects", type=int, default=20_000)
     p.add_argument("--floor-concurrency", type=int, default=4000)
     p.add_argument("--soap-subjects", type=int, default=600)
     p.add_argument("--soap-concurrency", type=int, default=500)
-    p.add_argument("--fanout-subjects", type=int, default=2_000)
+    p.add_argument("--fanout-subjects", type=int, default=1_000)
     p.add_argument("--fanout-concurrency", type=int, default=250)
     p.add_argument("--memory-small", type=int, default=1000)
     p.add_argument("--memory-large", type=int, default=100_000)
