@@ -23,8 +23,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jsonschema.exceptions import best_match
 
+from gateway.adapters.vrs import fastcheck
 from gateway.security.keys import jwk_thumbprint, public_key_from_jwk
-from mock_agencies.common.schemas import StrictValidator, json_path
+from mock_agencies.common.schemas import StrictValidator, compile_pattern, json_path
 
 __all__ = [
     "DATE_PATTERN",
@@ -165,10 +166,32 @@ def common_schema(
 
 
 def validate_fixture(fixture: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
-    """Raise FixtureError for the first schema violation, naming its member."""
-    error = best_match(StrictValidator(schema).iter_errors(fixture))
+    """Raise FixtureError for the first schema violation, naming its member.
+
+    A fixture that the compiled check of ``schema`` accepts is valid (``fastcheck``, with the
+    mocks' reading of ``pattern``: the same verdicts as the validator, about ten times
+    sooner; a 100,000-subject fixture took jsonschema 10 s); any other goes to the validator,
+    which decides and names the error."""
+    validator = StrictValidator(schema)
+    conforms = _compiled(schema, validator)
+    if conforms is not None and conforms(fixture):
+        return
+    error = best_match(validator.iter_errors(fixture))
     if error is not None:
         raise FixtureError(json_path(error.absolute_path), error.message)
+
+
+def _compiled(schema: Mapping[str, Any], validator: Any) -> fastcheck.Check | None:
+    """The compiled yes/no check of a fixture schema, or None if it uses a keyword the
+    compiler does not implement. Its ``$defs`` go beside it, where ``#/$defs/...`` finds them."""
+    document = {"fixture": {k: v for k, v in schema.items() if k != "$defs"},
+                "$defs": schema.get("$defs", {})}
+    try:
+        return fastcheck.compile_schema(document, "#/fixture",
+                                        format_checker=validator.format_checker,
+                                        compile_pattern=compile_pattern)
+    except fastcheck.Unsupported:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
