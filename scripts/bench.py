@@ -508,6 +508,18 @@ def _floor_section(w: Any, args: argparse.Namespace, fl: dict[str, Any]) -> None
       "ratio tends to the CPU-cost ratio. Part of the gap is not the gateway's own: the "
       "registry spends more CPU on a signed request (verifying it) than on an unsigned one, "
       "and the gateway pays for that on the shared cores.\n")
+    ratio = bc.Series([r["ratio"] for r in rounds]).median
+    gateway_cpu = bc.Series([x["cpu_us_per_call"] for x in g]).median
+    gateway_rate = bc.Series([x["calls_per_s"] for x in g]).median
+    w(f"Target gateway / relay >= 0.5: {verdict(ratio >= 0.5)} (median {ratio:.2f}"
+      + (f", {0.5 - ratio:.2f} short of it" if ratio < 0.5 else "") + "). What bounds it: "
+      f"the gateway runs on one event loop, one core, at {gateway_cpu:,.0f} µs of CPU per "
+      f"call, {gateway_cpu * gateway_rate / 1e6:.0%} of a core at its throughput here; the "
+      "relay side is cheaper per call and its two processes, relay and registry, spread over "
+      "both cores."
+      + (" The rounds straddle the target: run-to-run noise on the shared machine is as large "
+         "as the distance to it." if min(r["ratio"] for r in rounds) < 0.5
+         <= max(r["ratio"] for r in rounds) else "") + "\n")
     w(f"Commands: `python scripts/bench_floor.py --subjects {args.floor_subjects} "
       f"--concurrency {args.floor_concurrency} --pending-polls {args.pending_polls} "
       f"--rounds {len(rounds)}`.\n")
