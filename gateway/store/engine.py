@@ -20,6 +20,7 @@ import contextlib
 import logging
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -350,8 +351,7 @@ class Database:
             try:
                 for pragma in pragmas:
                     cursor.execute(pragma)
-                cursor.execute("PRAGMA journal_mode = WAL")
-                (mode,) = cursor.fetchone()
+                mode = _journal_mode_wal(cursor, self._busy_timeout_ms / 1000)
             finally:
                 cursor.close()
             if mode != "wal":  # e.g. a file system without shared memory: refuse, don't degrade
@@ -409,6 +409,28 @@ async def _checkpoint_wal(path: str) -> None:
         if conn:
             thread.submit(conn[0].close)
         thread.shutdown(wait=True)
+
+
+def _journal_mode_wal(cursor: Any, patience: float) -> str:
+    """``PRAGMA journal_mode = WAL`` on a new connection; the journal mode it reports.
+
+    The mode is kept in the database file, so this changes something only on a new database,
+    and there it needs the file to itself: when two connections switch it at once (two stores
+    opening one new file, two gateways starting), SQLite may refuse one "database is locked"
+    without asking its busy handler. Try again for up to ``patience`` seconds, as the busy
+    timeout would have waited (at start-up only: an existing database is in WAL already)."""
+    deadline = time.monotonic() + patience
+    delay = 0.001
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            (mode,) = cursor.fetchone()
+            return str(mode)
+        except sqlite3.OperationalError as exc:
+            if "database is locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 0.05)
 
 
 def _locked(exc: OperationalError) -> bool:

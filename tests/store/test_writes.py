@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -286,3 +287,32 @@ async def test_an_unsynced_write_commits_without_syncing_and_the_next_one_syncs(
         assert await db.run_write(read) == on
     finally:
         await store.close()
+
+
+def test_a_new_database_is_switched_to_wal_once_another_connection_lets_go(
+        tmp_path: Path) -> None:
+    """Two stores opening one new file at once (two gateways starting) both switch it to WAL,
+    and SQLite may refuse one of them "database is locked" without asking its busy handler
+    (seen in about 1 race in 40 of ``test_open_migrates_once_even_when_racing...``). Here
+    the refusal is made certain: another connection holds the new file exclusively, and the
+    switching connection has no busy timeout at all. The switch must be tried again until
+    the lock is gone, and given up with SQLite's error once its patience is spent."""
+    path = tmp_path / "new.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    switching = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            engine._journal_mode_wal(switching.cursor(), 0.02)
+        released = threading.Timer(0.2, holder.execute, ("COMMIT",))
+        released.start()
+        try:
+            assert engine._journal_mode_wal(switching.cursor(), 30.0) == "wal"
+        finally:
+            released.join()
+        with contextlib.closing(sqlite3.connect(path)) as fresh:  # kept in the file
+            assert fresh.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        switching.close()
+        holder.close()
