@@ -79,6 +79,7 @@ class _Lane:
         while not self.d.stopping:
             allowed = self.breaker.allowed()
             if allowed == 0:  # open: the agency is failing; work waits without spending attempts
+                self.wake.clear()  # only a wake-up from now on ends this wait early
                 await self._sleep(self.breaker.seconds_until_trial() or self.d.idle_poll)
                 continue
             await self._acquire_one()
@@ -132,9 +133,8 @@ class _Lane:
     async def _acquire_one(self) -> None:
         await self.slots.acquire()
 
-    async def _sleep(self, seconds: float, *, clear: bool = True) -> None:
-        if clear:
-            self.wake.clear()
+    async def _sleep(self, seconds: float) -> None:
+        """Until ``wake`` is set (at once if it already is) or ``seconds`` have passed."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), timeout=max(seconds, 0.005))
 
@@ -146,7 +146,7 @@ class _Lane:
         ready_at = await self.d.store.next_ready_at(self.agency_id)
         if ready_at is not None:
             timeout = min(timeout, max(0.0, (ready_at - self.d.clock()).total_seconds()))
-        await self._sleep(timeout, clear=False)
+        await self._sleep(timeout)
 
     async def _run_item(self, item: WorkItem) -> None:
         try:

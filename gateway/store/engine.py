@@ -427,12 +427,13 @@ def _journal_mode_wal(cursor: Any, patience: float) -> str:
             (mode,) = cursor.fetchone()
             return str(mode)
         except sqlite3.OperationalError as exc:
-            if "database is locked" not in str(exc) or time.monotonic() + delay > deadline:
+            if not _locked(exc) or time.monotonic() + delay > deadline:
                 raise
         time.sleep(delay)
         delay = min(2 * delay, 0.05)
 
 
-def _locked(exc: OperationalError) -> bool:
-    """SQLite's SQLITE_BUSY: another connection holds the lock."""
-    return "database is locked" in str(exc.orig)
+def _locked(exc: OperationalError | sqlite3.OperationalError) -> bool:
+    """SQLite's SQLITE_BUSY: another connection holds the lock (SQLAlchemy's error or the
+    driver's own)."""
+    return "database is locked" in str(getattr(exc, "orig", exc))

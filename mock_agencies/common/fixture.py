@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,9 +23,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jsonschema.exceptions import best_match
 
-from gateway.adapters.vrs import fastcheck
 from gateway.security.keys import jwk_thumbprint, public_key_from_jwk
-from mock_agencies.common.schemas import StrictValidator, compile_pattern, json_path
+from mock_agencies.common.schemas import StrictValidator, compiled_check, json_path
 
 __all__ = [
     "DATE_PATTERN",
@@ -181,17 +180,12 @@ def validate_fixture(fixture: Mapping[str, Any], schema: Mapping[str, Any]) -> N
         raise FixtureError(json_path(error.absolute_path), error.message)
 
 
-def _compiled(schema: Mapping[str, Any], validator: Any) -> fastcheck.Check | None:
+def _compiled(schema: Mapping[str, Any], validator: Any) -> Callable[[Any], bool] | None:
     """The compiled yes/no check of a fixture schema, or None if it uses a keyword the
     compiler does not implement. Its ``$defs`` go beside it, where ``#/$defs/...`` finds them."""
     document = {"fixture": {k: v for k, v in schema.items() if k != "$defs"},
                 "$defs": schema.get("$defs", {})}
-    try:
-        return fastcheck.compile_schema(document, "#/fixture",
-                                        format_checker=validator.format_checker,
-                                        compile_pattern=compile_pattern)
-    except fastcheck.Unsupported:
-        return None
+    return compiled_check(document, "#/fixture", validator)
 
 
 @dataclass(frozen=True, slots=True)

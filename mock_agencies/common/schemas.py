@@ -22,8 +22,8 @@ from jsonschema.exceptions import ValidationError, best_match
 from gateway.adapters.vrs import fastcheck
 
 __all__ = [
-    "StrictValidator", "compile_pattern", "component_conforms", "component_validator",
-    "describe_error", "load_openapi",
+    "StrictValidator", "compile_pattern", "compiled_check", "component_conforms",
+    "component_validator", "describe_error", "load_openapi",
 ]
 
 
@@ -74,11 +74,18 @@ def component_conforms(
     its ``component_validator`` (``gateway.adapters.vrs.fastcheck``, this module's reading of
     ``pattern``), or None when the schema uses a keyword it does not implement. A fast path
     only: ask the validator whenever the answer is "no"."""
+    return compiled_check(openapi, f"#/components/schemas/{name}", validator)
+
+
+def compiled_check(
+    document: Mapping[str, Any], ref: str, validator: Any
+) -> Callable[[Any], bool] | None:
+    """The compiled yes/no check of the schema at ``ref`` in ``document``, with the verdicts of
+    ``validator`` (a ``StrictValidator``: its format checker, this module's ``pattern``), or
+    None when the schema uses a keyword ``fastcheck`` does not implement."""
     try:
-        return fastcheck.compile_schema(
-            openapi, f"#/components/schemas/{name}",
-            format_checker=validator.format_checker, compile_pattern=compile_pattern,
-        )
+        return fastcheck.compile_schema(document, ref, format_checker=validator.format_checker,
+                                        compile_pattern=compile_pattern)
     except fastcheck.Unsupported:
         return None
 
