@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,7 @@ def latency(args: argparse.Namespace, work: Path, max_calls_per_s: float) -> dic
         for _ in range(args.latency_rounds if share == LOAD_SHARES[0] else 1):
             r = asyncio.run(bench_latency.latency_run(
                 work / "latency", rate=rate, seconds=args.latency_seconds,
+                warmup=args.latency_warmup,
                 concurrency=args.floor_concurrency, pending_polls=args.pending_polls))
             r["share"] = share
             print(f"latency at {rate:.0f} calls/s: added per call p50 "
@@ -305,8 +307,8 @@ SECTION_KEYS = ("floor", "soap", "fanout", "fanout_full", "memory", "latency", "
 
 
 # What the report's header says about a whole run: its machine, load, length and command.
-HEADER_KEYS = ("load_start", "speed_us", "machine", "busy_share", "duration_s", "cmd",
-               "written_on", "load_end")
+HEADER_KEYS = ("load_start", "speed_us", "machine", "busy_share", "duration_s", "section_s",
+               "cmd", "written_on", "load_end")
 
 
 def merge_figures(previous: dict[str, Any], res: dict[str, Any], *, partial: bool,
@@ -380,7 +382,10 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
           f"{', '.join(earlier)}.")
     w("- Every run checks its results against the mock agencies' fixtures (every subject with "
       "assets found, nothing else), and that no call failed or was retried.\n")
-    w(f"Run it again with `make bench` (this run took {duration / 60:.1f} minutes; the "
+    took = res.get("section_s") or {}
+    took_text = (", of which " + ", ".join(f"{name} {seconds / 60:.1f}"
+                                           for name, seconds in took.items()) if took else "")
+    w(f"Run it again with `make bench` (this run took {duration / 60:.1f} minutes{took_text}; the "
       "100,000-subject fan-out is `make bench-full`, 15 to 60 minutes here; "
       "`make bench-smoke` is the 30-second smoke run the tests use; "
       "`python scripts/bench.py --render` rewrites this page from the figures recorded in "
@@ -682,7 +687,7 @@ def _latency_section(w: Any, args: argparse.Namespace, la: dict[str, Any],
       f"from many case-management systems), so that agency calls arrive at {la['rate']:.0f} per "
       f"second, half the median gateway throughput of section 1 (offered "
       f"{la['offered']:.0f}/s), for {args.latency_seconds:.0f} s after "
-      f"{la.get('warmup_seconds', 0):.0f} s of the same load that do not count (a fresh "
+      f"{la.get('warmup_seconds', 0):g} s of the same load that do not count (a fresh "
       f"process compiles its statements and opens its connections meanwhile): "
       f"{la['calls']:,} calls to the mock vehicle registry ({_polls(args.pending_polls)}), "
       f"{len(la.get('rounds', [])) or 1} round(s), the table showing the one with the median "
@@ -772,7 +777,9 @@ def _latency_section(w: Any, args: argparse.Namespace, la: dict[str, Any],
           "loop.\n")
     w(f"Command: `python scripts/bench_latency.py --rate {la['rate']:.0f} --seconds "
       f"{args.latency_seconds:.0f} --concurrency {args.floor_concurrency} --pending-polls "
-      f"{args.pending_polls}` (and `--rate` at a quarter and a tenth).\n")
+      f"{args.pending_polls}"
+      + (f" --warmup {args.latency_warmup:g}" if args.latency_warmup != bench_latency.WARMUP
+         else "") + "` (and `--rate` at a quarter and a tenth).\n")
 
 
 def _profile_section(w: Any, args: argparse.Namespace, pr: dict[str, Any]) -> None:
@@ -1037,6 +1044,8 @@ def main() -> int:
     p.add_argument("--memory-large", type=int, default=100_000)
     p.add_argument("--memory-concurrency", type=int, default=1000)
     p.add_argument("--latency-seconds", type=float, default=10)
+    p.add_argument("--latency-warmup", type=float, default=bench_latency.WARMUP,
+                   help="seconds of the same load before each latency run's measured window")
     p.add_argument("--latency-rounds", type=int, default=3,
                    help="runs at half the maximum throughput (the target's load)")
     p.add_argument("--profile-subjects", type=int, default=4000)
@@ -1050,6 +1059,7 @@ def main() -> int:
         args.fanout_subjects, args.fanout_concurrency = 30, 30
         args.memory_small, args.memory_large, args.memory_concurrency = 20, 100, 100
         args.latency_seconds, args.latency_rounds, args.profile_subjects = 2, 1, 100
+        args.latency_warmup = 0.5
     if args.full:
         args.fanout_subjects = 100_000
     out = args.out or (Path(tempfile.gettempdir()) / "benchmarks-smoke.md" if args.quick
@@ -1072,24 +1082,28 @@ def main() -> int:
     sampler = Sampler()
     res: dict[str, Any] = {"load_start": load(), "speed_us": speed(), "machine": machine()}
     work = Path(tempfile.mkdtemp(prefix="bench-"))
+    timings: dict[str, float] = {}  # seconds each section took, start-ups included
+
+    def run(name: str, key: str, fn: Callable[[], dict[str, Any]]) -> None:
+        if name in sections:
+            t0 = time.time()
+            res[key] = fn()
+            timings[name] = time.time() - t0
+            print(f"{name}: {timings[name]:.0f} s", flush=True)
+
     try:
-        if "floor" in sections:
-            res["floor"] = floor(args, work)
-        if "soap" in sections:
-            res["soap"] = soap(args, work)
-        if "fanout" in sections:
-            res["fanout_full" if args.full else "fanout"] = fanout(args, work)
-        if "memory" in sections:
-            res["memory"] = memory(args, work)
-        if "latency" in sections:
-            max_rate = (bc.Series([r["gateway"]["calls_per_s"] for r in res["floor"]["rounds"]])
-                        .median if "floor" in res else 2 * 100.0)
-            res["latency"] = latency(args, work, max_rate)
-        if "profile" in sections:
-            res["profile"] = profile(args, work)
+        run("floor", "floor", lambda: floor(args, work))
+        run("soap", "soap", lambda: soap(args, work))
+        run("fanout", "fanout_full" if args.full else "fanout", lambda: fanout(args, work))
+        run("memory", "memory", lambda: memory(args, work))
+        max_rate = (bc.Series([r["gateway"]["calls_per_s"] for r in res["floor"]["rounds"]])
+                    .median if "floor" in res else 2 * 100.0)
+        run("latency", "latency", lambda: latency(args, work, max_rate))
+        run("profile", "profile", lambda: profile(args, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     res["busy_share"] = sampler.busy_share()
+    res["section_s"] = timings
     res.update(duration_s=time.time() - started, cmd=cmd, written_on=dt.date.today().isoformat(),
                load_end=load())
     res = merge_figures(previous, res, partial=args.only is not None,

@@ -81,7 +81,7 @@ async def relay_run(workdir: Path, people: list[testing.SyntheticSubject], *,
                     status = await resp.json()
                 if status["state"] == "done":
                     break
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(1.0 if len(people) >= 10_000 else 0.25)
             r1, m1 = bc.proc_sample(relay.proc.pid), bc.proc_sample(mock)
             async with session.get(f"{url}/batches/relay-1/results") as resp:
                 results = [json.loads(line) for line in (await resp.text()).splitlines()]

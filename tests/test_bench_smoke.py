@@ -22,6 +22,11 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
                     "## 4. Memory", "## 5. Latency", "## 6. Profile"):
         assert heading in text
     figures = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    # How long each section took, for whoever has to keep `make bench` within its 10 minutes.
+    assert list(figures["section_s"]) == ["floor", "soap", "fanout", "memory", "latency",
+                                          "profile"]
+    assert sum(figures["section_s"].values()) <= figures["duration_s"]
+    assert "minutes, of which floor " in text
     floor = figures["floor"]["rounds"][0]
     assert floor["gateway"]["calls"] == floor["relay"]["calls"] == 200
     assert figures["latency"]["call"]["n"] == figures["latency"]["calls"]
@@ -39,14 +44,17 @@ def test_a_partial_run_keeps_the_whole_runs_header_and_carries_the_other_section
     finally:
         sys.path.remove(str(ROOT / "scripts"))
     last = {"cmd": "python scripts/bench.py", "duration_s": 460.0, "speed_us": 19.5,
+            "section_s": {"floor": 120.0, "profile": 20.0},
             "written_on": "2026-11-26", "floor": {"rounds": [1]}, "profile": {"old": True},
             "ran": {"floor": "2026-11-26", "profile": "2026-11-26"}}
     now = {"cmd": "python scripts/bench.py", "duration_s": 10.0, "speed_us": 41.0,
-           "profile": {"new": True}}
+           "section_s": {"profile": 5.0}, "profile": {"new": True}}
     partial = bench.merge_figures(last, now, partial=True, today="2026-11-27")
     assert (partial["duration_s"], partial["speed_us"], partial["written_on"]) == (
         460.0, 19.5, "2026-11-26")
+    assert partial["section_s"] == {"floor": 120.0, "profile": 20.0}
     assert partial["profile"] == {"new": True} and partial["floor"] == {"rounds": [1]}
     assert partial["ran"] == {"floor": "2026-11-26", "profile": "2026-11-27"}
     whole = bench.merge_figures(last, now, partial=False, today="2026-11-27")
     assert (whole["duration_s"], whole["speed_us"]) == (10.0, 41.0)
+    assert whole["section_s"] == {"profile": 5.0}
