@@ -1012,10 +1012,14 @@ def _optimisations(w: Any, res: dict[str, Any]) -> None:
       "one 10-second run in two at 400 calls/s), which every call in flight waits for; on "
       "PostgreSQL the commit waits in the server, not in the loop. On the SOAP path the "
       "gateway's cost is the RSA-2048 signature and XML canonicalisation of every message, and "
-      "zeep's payload building. And `make bench`'s own length: 8.6, 9.8 and 10.1 minutes on "
-      "the Intel machine of 2026-11-27 as its speed changed through the day (6.9 on the AMD "
-      "one), against the 10 it has. A third of it is section 4's 100,000-subject batch, "
-      "bound by the gateway's CPU per call.\n")
+      "zeep's payload building. Section 1's target depends on the machine: on the Intel "
+      "machine of 2026-11-27 four `make bench` runs gave medians of 0.49 to 0.52 (the "
+      "rounds of the two recorded in git 0.46 to 0.56), where AMD EPYC machines gave 0.66 "
+      "and 0.68; there the gateway's CPU per call was 1.9 times the AMD figure and the "
+      "relay's 1.5 times. And "
+      "`make bench`'s own length: 8.6, 9.6, 9.8 and 10.1 minutes on the Intel machine as its "
+      "speed changed through the day (6.9 and 7.0 on the AMD ones), against the 10 it has. A "
+      "third of it is section 4's 100,000-subject batch, bound by the gateway's CPU per call.\n")
 
 
 def main() -> int:
