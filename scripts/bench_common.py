@@ -5,7 +5,8 @@ readiness probes), so a benchmark runs exactly what ``make demo`` and an operato
 ``mock-agencies serve`` and ``gateway serve`` commands on loopback. This module adds what a
 measurement needs on top: per-process CPU time and peak RSS read from ``/proc``, a gateway
 configuration with the rate limits off, and a batch submitted through the public API and
-followed until every (subject, agency) pair is final.
+followed until every (subject, agency) pair is final. The gateway's store is SQLite, the
+default, unless ``BENCH_STORE_URL`` names a PostgreSQL server (``STORE_ENV`` below).
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
 _TICK = os.sysconf("SC_CLK_TCK")
 NO_LIMIT = 1_000_000  # requests/s: "no rate limit" in a gateway configuration
+# A PostgreSQL server for the gateway's store instead of SQLite, for example
+# ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``: every stack then gets a database of
+# its own on that server (created, and dropped on the way out). ``make bench`` measures the
+# default, SQLite; this is for comparing the two with any of the scripts.
+STORE_ENV = "BENCH_STORE_URL"
+SQLITE_URL = "sqlite+aiosqlite:///gateway.db"
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -110,9 +117,11 @@ def agencies_for(kinds: Sequence[str], workdir: Path, people: list[testing.Synth
 
 
 def gateway_config(workdir: Path, agencies: Sequence[demo._Agency], *, concurrency: int,
-                   token: str, port: int, ops_port: int, extra: str = "") -> Path:
+                   token: str, port: int, ops_port: int, extra: str = "",
+                   store_url: str = SQLITE_URL) -> Path:
     """The configuration ``gateway serve`` reads: defaults everywhere except the agencies'
-    concurrency and rate limit (off: 1,000,000 requests/s), SQLite store in ``workdir``."""
+    concurrency and rate limit (off: 1,000,000 requests/s), SQLite store in ``workdir``
+    unless ``store_url`` says otherwise."""
     blocks = "\n".join(f"""[[agencies]]
 id = "{a.id}"
 name = "{a.name}"
@@ -129,7 +138,7 @@ port = {port}
 ops_port = {ops_port}
 {extra}
 [store]
-url = "sqlite+aiosqlite:///gateway.db"
+url = "{store_url}"
 
 [[callers]]
 id = "bench-court"
@@ -152,10 +161,17 @@ class Stack:
     url: str = ""
     ops_url: str = ""
     token: str = ""
+    store_url: str = SQLITE_URL  # the gateway's [store] url
 
     @property
     def db(self) -> Path:
         return self.workdir / "gateway.db"
+
+    @property
+    def pg_dsn(self) -> str | None:
+        """asyncpg's form of ``store_url`` when it is PostgreSQL."""
+        return None if self.store_url == SQLITE_URL else self.store_url.replace(
+            "postgresql+asyncpg://", "postgresql://", 1)
 
 
 async def start_mock(stack: Stack, agency: demo._Agency, *, cmd: list[str] | None = None,
@@ -176,7 +192,8 @@ async def start_gateway(stack: Stack, *, concurrency: int, cmd: list[str] | None
     port, ops_port = demo.free_port(), demo.free_port()
     stack.token = secrets.token_urlsafe(24)
     config = gateway_config(stack.workdir, stack.agencies, concurrency=concurrency,
-                            token=stack.token, port=port, ops_port=ops_port, extra=extra_config)
+                            token=stack.token, port=port, ops_port=ops_port, extra=extra_config,
+                            store_url=stack.store_url)
     base = cmd or python_cmd("gateway.cli:main")
     old = dict(os.environ)
     try:
@@ -200,13 +217,40 @@ async def stack(workdir: Path, kinds: Sequence[str], people: list[testing.Synthe
     was started is stopped on the way out, also on errors."""
     workdir.mkdir(parents=True, exist_ok=True)
     s = Stack(workdir, agencies_for(kinds, workdir, people, pending_polls=pending_polls))
+    async with contextlib.AsyncExitStack() as cleanup:
+        if os.environ.get(STORE_ENV):
+            s.store_url = await cleanup.enter_async_context(
+                pg_database(os.environ[STORE_ENV]))
+        try:
+            if mocks:
+                for a in s.agencies:
+                    await start_mock(s, a)
+            yield s
+        finally:
+            await demo._stop(s.procs)
+
+
+@contextlib.asynccontextmanager
+async def pg_database(server_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the PostgreSQL server of ``server_url`` (an asyncpg URL whose
+    database is one to connect to meanwhile), its URL; dropped on the way out."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    if url.drivername != "postgresql+asyncpg":
+        raise SystemExit(f"{STORE_ENV}: a postgresql+asyncpg:// URL, not {url.drivername}")
+    name = f"bench_{secrets.token_hex(6)}"
+    admin = url.render_as_string(hide_password=False).replace("+asyncpg", "", 1)
+    conn = await asyncpg.connect(admin)
     try:
-        if mocks:
-            for a in s.agencies:
-                await start_mock(s, a)
-        yield s
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
-        await demo._stop(s.procs)
+        await conn.close()
 
 
 # --- batches ---------------------------------------------------------------------------------
@@ -260,28 +304,49 @@ async def run_batch(s: Stack, people: list[testing.SyntheticSubject], *, batch_i
             await asyncio.sleep(interval)
     after = proc_sample(s.gateway.proc.pid)
     return BatchRun(batch_id, batch["items"], batch["workItems"], started, accepted,
-                    last_completion(s.db), dict(status["totals"]), before, after)
+                    await last_completion(s), dict(status["totals"]), before, after)
 
 
-def last_completion(db: Path) -> float:
+# The store's times: integer microseconds since the epoch on SQLite, timestamptz on PostgreSQL.
+_SECONDS = {"sqlite": "{} / 1e6", "pg": "extract(epoch FROM {})::float8"}
+_SINCE = {"sqlite": "CAST(? * 1e6 AS INTEGER)", "pg": "to_timestamp($1)"}
+
+
+async def _query(s: Stack, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``sql``, written for the stack's store (SQLite or PostgreSQL)."""
+    dsn = s.pg_dsn
+    if dsn is None:
+        with contextlib.closing(sqlite3.connect(s.db)) as c:
+            return c.execute(sql, args).fetchall()
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql, *args)]
+    finally:
+        await conn.close()
+
+
+async def last_completion(s: Stack) -> float:
     """time.time() of the last recorded completion (the store's clock is the wall clock)."""
-    with contextlib.closing(sqlite3.connect(db)) as c:
-        (micros,) = c.execute("SELECT max(updated_at) FROM work").fetchone()
-    return float(micros) / 1e6
+    kind = "sqlite" if s.pg_dsn is None else "pg"
+    [(seconds,)] = await _query(s, "SELECT " + _SECONDS[kind].format("max(updated_at)")
+                                + " FROM work")
+    return float(seconds)
 
 
-def db_figures(db: Path, *, accepted_since: float = 0.0) -> dict[str, Any]:
+async def db_figures(s: Stack, *, accepted_since: float = 0.0) -> dict[str, Any]:
     """Attempts per work item, and how long items waited in the gateway before their first
     attempt (from acceptance, ``work.created_at``, to the first attempt's start), for the
     items accepted from ``accepted_since`` (seconds since the epoch) on."""
-    with contextlib.closing(sqlite3.connect(db)) as c:
-        rows = c.execute(
-            "SELECT (a.started_at - w.created_at) / 1e6 FROM work w JOIN attempts a "
-            "ON a.work_pk = w.pk AND a.n = 1 WHERE w.created_at >= ?",
-            (int(accepted_since * 1e6),)).fetchall()
-        (attempts,) = c.execute("SELECT count(*) FROM attempts").fetchone()
-        (work,) = c.execute("SELECT count(*) FROM work").fetchone()
-        outcomes = dict(c.execute("SELECT outcome, count(*) FROM attempts GROUP BY outcome"))
+    kind = "sqlite" if s.pg_dsn is None else "pg"
+    rows = await _query(
+        s, "SELECT " + _SECONDS[kind].format("a.started_at - w.created_at") + " FROM work w "
+        "JOIN attempts a ON a.work_pk = w.pk AND a.n = 1 WHERE w.created_at >= "
+        + _SINCE[kind], float(accepted_since))
+    [(attempts,)] = await _query(s, "SELECT count(*) FROM attempts")
+    [(work,)] = await _query(s, "SELECT count(*) FROM work")
+    outcomes = dict(await _query(s, "SELECT outcome, count(*) FROM attempts GROUP BY outcome"))
     waits = sorted(r[0] for r in rows)
     return {"attempts": attempts, "work": work, "outcomes": outcomes,
             "wait_p50": percentile(waits, 50), "wait_p99": percentile(waits, 99)}

@@ -34,7 +34,7 @@ async def fanout_run(workdir: Path, subjects: int, kinds: list[str], *, concurre
         run = await bc.run_batch(s, people, batch_id=f"fanout-{subjects}",
                                  interval=1.0 if subjects >= 10_000 else 0.25)
         mocks1 = {k: bc.proc_sample(p.proc.pid) for k, p in s.mocks.items()}
-        figures = bc.db_figures(s.db)
+        figures = await bc.db_figures(s)
         lines = failed = 0
         matches = True
         if check:

@@ -79,8 +79,8 @@ async def latency_run(workdir: Path, *, rate: float, seconds: float, concurrency
         assert cpu_before is not None
         cpu_share = ((bc.proc_sample(s.gateway.proc.pid).cpu - cpu_before)
                      / (time.monotonic() - measured_from))
-        figures = bc.db_figures(s.db)
-        waits = bc.db_figures(s.db, accepted_since=accepted_since)
+        figures = await bc.db_figures(s)
+        waits = await bc.db_figures(s, accepted_since=accepted_since)
         await demo._stop([s.gateway])  # SIGTERM: the probes write their records on the way out
     every = [json.loads(line) for line in trace.read_text().splitlines()]
     traced_calls = sum(1 for r in every if r["kind"] == "call")

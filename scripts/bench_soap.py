@@ -32,7 +32,7 @@ async def gateway_run(workdir: Path, people: list[testing.SyntheticSubject], *,
         m0 = bc.proc_sample(mock)
         run = await bc.run_batch(s, people, batch_id="soap-1", interval=0.5)
         m1 = bc.proc_sample(mock)
-        figures = bc.db_figures(s.db)
+        figures = await bc.db_figures(s)
         out = workdir / "results.ndjson"
         await bc.download_results(s, run.batch_id, out)
         lines, failed, matches = bc.check_results(out, s.agencies)

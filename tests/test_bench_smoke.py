@@ -4,9 +4,12 @@ that every section ran end to end (each run checks its results against the fixtu
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,3 +61,44 @@ def test_a_partial_run_keeps_the_whole_runs_header_and_carries_the_other_section
     whole = bench.merge_figures(last, now, partial=False, today="2026-11-27")
     assert (whole["duration_s"], whole["speed_us"]) == (10.0, 41.0)
     assert whole["section_s"] == {"profile": 5.0}
+
+
+@pytest.mark.postgres
+def test_a_benchmark_on_postgresql_runs_in_a_database_of_its_own_and_drops_it(
+        tmp_path: Path) -> None:
+    """``BENCH_STORE_URL``: the gateway's store on a PostgreSQL server, for comparing backends;
+    every figure read back from the store comes from there, and nothing is left behind."""
+    import asyncio
+
+    import asyncpg
+
+    from tests.conftest import need
+    from tests.store.conftest import PG_DSN, PG_URL
+
+    async def bench_databases() -> set[str] | None:
+        try:
+            conn = await asyncpg.connect(PG_DSN, timeout=5)
+        except (OSError, TimeoutError, asyncpg.PostgresError):
+            return None
+        try:
+            rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'bench_%'")
+            return {r[0] for r in rows}
+        finally:
+            await conn.close()
+
+    before = asyncio.run(bench_databases())
+    need(before is not None, "PostgreSQL on 127.0.0.1:5432")
+    workdir = tmp_path / "latency"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_latency.py"), "--rate", "20",
+         "--seconds", "1", "--warmup", "0.5", "--pending-polls", "0", "--concurrency", "50",
+         "--workdir", str(workdir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "BENCH_STORE_URL": PG_URL})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    figures = json.loads(proc.stdout)
+    assert figures["call"]["n"] == figures["calls"] > 0
+    assert figures["wait_p50"] == figures["wait_p50"]  # not NaN: read from PostgreSQL's rows
+    assert 'url = "postgresql+asyncpg://' in (workdir / "gateway.toml").read_text()
+    assert not (workdir / "gateway.db").exists()
+    assert asyncio.run(bench_databases()) == before
