@@ -27,7 +27,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.errors import ConfigError
@@ -45,6 +45,9 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # writers' connections have it turned off.
 WAL_CHECKPOINT_SECONDS = 1.0
 
+# PostgreSQL: a pooled connection idle this long is pinged before it is used (_ping_when_idle).
+PING_AFTER_IDLE_SECONDS = 1.0
+
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
@@ -52,7 +55,7 @@ T = TypeVar("T")
 
 
 def driver_execute(conn: Connection, statement: str, params: tuple[Any, ...] = ()) -> Any:
-    """``statement`` on the driver's own cursor of ``conn`` (SQLite's hot path: through
+    """``statement`` on the driver's own cursor of ``conn`` (the store's hot path: through
     SQLAlchemy's execution each statement cost more Python than SQLite takes to run it).
     Errors are raised as SQLAlchemy raises them, since callers tell them apart by class
     (``run_write`` recognises "locked", the store ``IntegrityError``). Returns the cursor, to
@@ -373,14 +376,44 @@ class Database:
         if self._schema is not None:
             settings["search_path"] = self._schema
         size = self._pool_size or 10
-        return create_async_engine(
+        engine = create_async_engine(
             self.url,
             pool_size=size,
             max_overflow=size,
-            pool_pre_ping=True,  # survive a server restart between requests
             pool_recycle=3600,
             connect_args={"server_settings": settings},
         )
+        _ping_when_idle(engine.sync_engine)
+        return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Survive a server restart between requests: a connection that sat in the pool for
+    ``PING_AFTER_IDLE_SECONDS`` or more is pinged when it is taken, and a dead one is replaced
+    before anything runs on it (SQLAlchemy's pessimistic recipe: ``DisconnectionError`` makes
+    the pool try another connection).
+
+    Not ``pool_pre_ping``, which pings every checkout: on asyncpg its ping is three round trips
+    (BEGIN, an empty query, ROLLBACK), and every claim and group commit takes a connection, so
+    under load it was a third of the store's round trips. A connection back in the pool within
+    the second was alive then; a restart in between fails that one transaction, which SQLAlchemy
+    reports as a disconnect and answers by replacing the whole pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return  # new (just connected), or back in the pool within the second
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:  # as pool_pre_ping tells them apart
+            if not engine.dialect.is_disconnect(exc, dbapi_conn, None):
+                raise
+            raise DisconnectionError(f"a pooled connection was dead: {exc}") from exc
 
 
 async def _checkpoint_wal(path: str) -> None:

@@ -12,13 +12,28 @@ import datetime as dt
 import functools
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Select, Table, Text, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    Select,
+    Table,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.store.base import (
     Attempt,
@@ -352,22 +367,24 @@ class _Statements:
     next_ready: Prepared
 
     def pks(self, pks: Sequence[int]) -> Any:
-        """The ``pks`` parameter: a list (PostgreSQL, an expanding IN), or one JSON array
-        (SQLite, read with json_each: the statement then compiles once, where an expanding
-        IN is rendered anew for every length)."""
+        """The ``pks`` parameter: one array (PostgreSQL, ``= ANY``), or one JSON array (SQLite,
+        read with json_each). Either way the statement compiles once, where an expanding IN is
+        rendered anew for every length."""
         return list(pks) if self.backend == "postgresql" else json.dumps(list(pks))
 
 
-def _pk_list(backend: str) -> Any:
-    """``work.c.pk.in_(...)``'s argument for the ``pks`` parameter (see ``_Statements.pks``)."""
+def _pk_in(backend: str) -> Callable[[ColumnElement[Any]], ColumnElement[bool]]:
+    """``column`` is one of the ``pks`` parameter's keys (see ``_Statements.pks``)."""
     if backend == "postgresql":
-        return bindparam("pks", expanding=True)
-    return select(func.json_each(bindparam("pks", type_=Text())).table_valued("value").c.value)
+        array = bindparam("pks", type_=ARRAY(BigInteger()))
+        return lambda column: column == any_(array)
+    keys = select(func.json_each(bindparam("pks", type_=Text())).table_valued("value").c.value)
+    return lambda column: column.in_(keys)
 
 
 @functools.cache
 def _statements(backend: str) -> _Statements:
-    pks = _pk_list(backend)
+    pk_in = _pk_in(backend)
     now = bindparam("now", type_=UtcDateTime())
     cp = RowSet(backend, "cp", pk=PK, token=Text(), state=Text())
     types = CompletionRows()
@@ -376,14 +393,11 @@ def _statements(backend: str) -> _Statements:
     r = RowSet.of(backend, "r", types.results)
     expires = bindparam("expires", type_=UtcDateTime())
 
-    def prepared(statement: Any) -> Prepared:
-        return Prepared(statement, backend)
-
     return _Statements(
         backend=backend,
-        claim=prepared(claim_query(bindparam("agency_id", type_=Text()), now,
+        claim=Prepared(claim_query(bindparam("agency_id", type_=Text()), now,
                                    bindparam("limit", type_=Integer()))),
-        lease=prepared(update(work).where(work.c.pk.in_(pks)).values(
+        lease=Prepared(update(work).where(pk_in(work.c.pk)).values(
             state=WorkState.IN_FLIGHT.value,
             lease_token=bindparam("token", type_=Text()),
             lease_expires_at=expires,
@@ -391,14 +405,14 @@ def _statements(backend: str) -> _Statements:
             updated_at=now,
         )),
         checkpoint_rows=cp,
-        checkpoint=prepared(update(work)
+        checkpoint=Prepared(update(work)
         .where(
             work.c.pk == cp.c.pk,
             work.c.state == WorkState.IN_FLIGHT.value,
             work.c.lease_token == cp.c.token,
         )
         .values(checkpoint_json=cp.c.state, updated_at=now)),
-        live=prepared(select(
+        live=Prepared(select(
             work.c.pk,
             work.c.batch_pk,
             work.c.item_seq,
@@ -408,11 +422,11 @@ def _statements(backend: str) -> _Statements:
             work.c.tries,
             work.c.lease_token,
         )
-        .where(work.c.pk.in_(pks), work.c.state == WorkState.IN_FLIGHT.value)
+        .where(pk_in(work.c.pk), work.c.state == WorkState.IN_FLIGHT.value)
         .order_by(work.c.pk)
         .with_for_update()),
         finish_rows=w,
-        finish=prepared(update(work)
+        finish=Prepared(update(work)
         .where(work.c.pk == w.c.pk)
         .values(
             state=w.c.state,
@@ -427,14 +441,14 @@ def _statements(backend: str) -> _Statements:
             updated_at=now,
         )),
         attempt_rows=a,
-        add_attempts=prepared(_insert_from(attempts, a)),
-        hold_batches=prepared(select(batches.c.pk)
-        .where(batches.c.pk.in_(pks))
+        add_attempts=Prepared(_insert_from(attempts, a)),
+        hold_batches=Prepared(select(batches.c.pk)
+        .where(pk_in(batches.c.pk))
         .order_by(batches.c.pk)
         .with_for_update(key_share=True)),  # FOR NO KEY UPDATE: FK checks still pass
         result_rows=r,
-        add_results=prepared(_insert_from(results, r)),
+        add_results=Prepared(_insert_from(results, r)),
         # One end of the partial index ix_work_waiting.
-        next_ready=prepared(select(func.min(work.c.next_attempt_at).label("at")).where(
+        next_ready=Prepared(select(func.min(work.c.next_attempt_at).label("at")).where(
             work.c.agency_id == bindparam("agency_id", type_=Text()), WAITING_ONLY)),
     )

@@ -1,14 +1,14 @@
-"""The store's hot statements, compiled once and run on SQLite's own cursor.
+"""The store's hot statements, compiled once and run on the driver's own cursor.
 
-Claims, checkpoints and completions run five or six statements per transaction, on the event
-loop (``Database.run_write``). Through SQLAlchemy each execution walks the statement for its
-cache key, looks the compiled form up, processes the parameters, fires events and sets up a
-result: 40-60 µs of Python a statement, more than SQLite takes to run one of these. A
+Claims, checkpoints and completions run five or six statements per transaction (on SQLite on
+the event loop, ``Database.run_write``). Through SQLAlchemy each execution walks the statement
+for its cache key, looks the compiled form up, processes the parameters, fires events and sets
+up a result: 40-60 µs of Python a statement, more than SQLite takes to run one of these. A
 ``Prepared`` statement keeps SQLAlchemy's own compilation for the connection's dialect (the
 SQL, the order of its parameters, their defaults and bind processors, the selected columns'
 result processors), made at its first execution, and then hands the driver its SQL and a tuple.
-The statement is still written once, as SQLAlchemy Core, for both backends: on PostgreSQL it
-runs through SQLAlchemy as before.
+The statement is written once, as SQLAlchemy Core, for both backends; on PostgreSQL the driver
+is SQLAlchemy's asyncpg adapter, which keeps asyncpg's prepared statements per connection.
 """
 
 from __future__ import annotations
@@ -74,20 +74,14 @@ class Prepared:
     RETURNING clause returns, with attribute access by column name, as SQLAlchemy's rows
     have)."""
 
-    def __init__(self, statement: Executable, backend: str) -> None:
+    def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._raw = backend == "sqlite"
         self._compiled: _Compiled | None = None
 
     def run(self, conn: Connection, values: Mapping[str, Any]) -> None:
-        if not self._raw:
-            conn.execute(self.statement, values)
-            return
         self._cursor(conn, values).close()
 
     def rows(self, conn: Connection, values: Mapping[str, Any]) -> list[Any]:
-        if not self._raw:
-            return list(conn.execute(self.statement, values).all())
         cursor = self._cursor(conn, values)
         try:
             fetched = cursor.fetchall()
@@ -101,7 +95,8 @@ class Prepared:
     def _cursor(self, conn: Connection, values: Mapping[str, Any]) -> Any:
         compiled = self._compiled
         if compiled is None:
-            # For the first connection's dialect: every SQLite connection of a process has the
-            # same driver and library, so the same SQL.
+            # For the first connection's dialect: a statement belongs to one backend's set
+            # (``_statements(backend)``), and every connection of a backend in a process has
+            # the same driver and library, so the same SQL.
             compiled = self._compiled = _Compiled(self.statement, conn.dialect)
         return driver_execute(conn, compiled.sql, compiled.bind(values))

@@ -430,24 +430,24 @@ def _batch_statements(backend: str) -> _BatchStatements:
     return _BatchStatements(
         batch=Prepared(insert(batches)
                        .values({c: bindparam(c, type_=batches.c[c].type) for c in batch_columns})
-                       .returning(batches.c.pk), backend),
+                       .returning(batches.c.pk)),
         item_rows=item_rows,
         items=Prepared(insert(items).from_select(
             ["batch_pk", "seq", "item_json"],
             select(batch_pk, item_rows.c.seq, item_rows.c.body).order_by(item_rows.c.ord),
-        ), backend),
+        )),
         work_rows=work_rows,
         work=Prepared(insert(work).from_select(
             [*constant, "item_seq", "agency_id", "request_id"],
             select(*constant.values(), work_rows.c.seq, work_rows.c.agency, work_rows.c.rid)
             .order_by(work_rows.c.ord),
-        ), backend),
+        )),
         find=Prepared(select(batches).where(
             batches.c.owner == bindparam("owner", type_=Text()),
             batches.c.batch_id == bindparam("batch_id", type_=Text()),
-        ), backend),
+        )),
         progress=Prepared(
             select(work.c.agency_id, work.c.state, func.count().label("n"))
             .where(work.c.batch_pk == batch_pk)
-            .group_by(work.c.agency_id, work.c.state), backend),
+            .group_by(work.c.agency_id, work.c.state)),
     )

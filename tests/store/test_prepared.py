@@ -1,4 +1,4 @@
-"""``Prepared``: the dispatcher's hot statements run on SQLite's own cursor, with the SQL,
+"""``Prepared``: the dispatcher's hot statements run on the driver's own cursor, with the SQL,
 parameters, defaults and processors of SQLAlchemy's compilation, and the same results and
 errors as through SQLAlchemy. (The Store contract tests run them on both backends.)"""
 
@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, create_engine, event, insert, select
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from gateway.store import NewBatch, NewItem
 from gateway.store.leases import _statements, claim_query
 from gateway.store.prepared import Prepared
 from gateway.store.schema import batches, metadata, work
 from gateway.store.schema import items as items_table
+
+from .conftest import Backend
 
 NOW = dt.datetime(2026, 11, 27, 8, 0, tzinfo=dt.UTC)
 
@@ -88,7 +91,7 @@ def test_driver_errors_are_raised_as_sqlalchemy_raises_them(engine: Engine) -> N
     duplicate = Prepared(insert(work).values(
         pk=10, kind="inquiry", agency_id="vrs", request_id="r-x", state="accepted",
         attempts=0, tries=0, ready_at=bindparam("now"), deadline_at=bindparam("now"),
-        created_at=bindparam("now"), updated_at=bindparam("now")), "sqlite")
+        created_at=bindparam("now"), updated_at=bindparam("now")))
     with pytest.raises(IntegrityError), engine.begin() as conn:
         duplicate.run(conn, {"now": NOW})
 
@@ -101,7 +104,7 @@ def test_a_missing_parameter_is_refused(engine: Engine) -> None:
 def test_an_expanding_in_cannot_be_prepared(engine: Engine) -> None:
     statement = select(work.c.pk).where(work.c.pk.in_(bindparam("pks", expanding=True)))
     with pytest.raises(ValueError, match="expanding"), engine.connect() as conn:
-        Prepared(statement, "sqlite").rows(conn, {"pks": [10]})
+        Prepared(statement).rows(conn, {"pks": [10]})
 
 
 def test_an_insert_returns_its_returning_columns(engine: Engine) -> None:
@@ -111,6 +114,49 @@ def test_an_insert_returns_its_returning_columns(engine: Engine) -> None:
     ).returning(batches.c.pk, batches.c.created_at)
     with engine.begin() as conn:
         seen = sqlalchemy_statements(engine)
-        (row,) = Prepared(statement, "sqlite").rows(conn, {"owner": "court-1", "now": NOW})
+        (row,) = Prepared(statement).rows(conn, {"owner": "court-1", "now": NOW})
     assert seen == []
     assert row.pk == 2 and row.created_at == NOW
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_claim_and_its_lease_take_the_driver_and_one_pk_array(
+    postgres_backend: Backend,
+) -> None:
+    """The same on asyncpg (through SQLAlchemy's adapter, in the store's write transaction):
+    the rows SQLAlchemy reads, none of it through SQLAlchemy's execution path, and the lease
+    given to exactly the pks of one array parameter (``= ANY``), compiled once for any length."""
+    store = postgres_backend.store()
+    await store.open()
+    try:
+        async def subjects() -> AsyncIterator[NewItem]:
+            for seq in range(3):
+                yield NewItem(seq=seq, item_json=json.dumps({"n": seq}), agency_ids=("vrs",))
+
+        await store.create_batch(NewBatch("court-1", "b", "110105", "{}"), subjects(),
+                                 deadline_at=NOW + dt.timedelta(days=1))
+        st = _statements("postgresql")
+        query = claim_query(bindparam("agency_id"), bindparam("now"), bindparam("limit"))
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+        values = {"agency_id": "vrs", "now": later, "limit": 10}
+
+        def transaction(conn: Connection) -> tuple[list[Any], list[Any], list[str]]:
+            expected = conn.execute(query, values).all()
+            seen = sqlalchemy_statements(conn.engine)
+            got = st.claim.rows(conn, values)
+            pks = [got[0].pk, got[2].pk]
+            st.lease.run(conn, {"pks": st.pks(pks), "token": "t-1", "expires": later,
+                                "now": later})
+            return expected, got, seen
+
+        expected, got, seen = await store._db.run_write(transaction)
+        assert seen == []
+        assert [tuple(r) for r in got] == [tuple(r) for r in expected]
+        assert got[1].command == '{"n": 1}' and got[0].deadline_at == NOW + dt.timedelta(days=1)
+        async with store._db.read() as conn:
+            leased = (await conn.execute(
+                select(work.c.pk).where(work.c.lease_token == "t-1").order_by(work.c.pk)
+            )).scalars().all()
+        assert leased == [got[0].pk, got[2].pk]
+    finally:
+        await store.close()
