@@ -308,7 +308,7 @@ async def run_batch(s: Stack, people: list[testing.SyntheticSubject], *, batch_i
 
 
 # The store's times: integer microseconds since the epoch on SQLite, timestamptz on PostgreSQL.
-_SECONDS = {"sqlite": "{} / 1e6", "pg": "extract(epoch FROM {})::float8"}
+_SECONDS = {"sqlite": "({}) / 1e6", "pg": "extract(epoch FROM ({}))::float8"}
 _SINCE = {"sqlite": "CAST(? * 1e6 AS INTEGER)", "pg": "to_timestamp($1)"}
 
 
