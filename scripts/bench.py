@@ -248,7 +248,7 @@ def profile(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 [spy, "record", "-p", str(s.gateway.proc.pid), "-o", str(raw), "-f", "raw",
                  "-r", "200", "--nonblocking"], stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)
-            run = await bc.run_batch(s, people, batch_id="profile", interval=1.0)
+            run = await bc.run_batch(s, people, batch_id="profile")
             spy_proc.send_signal(2)
             spy_proc.wait(timeout=60)
             return {"calls": run.work_items, "elapsed": run.elapsed,

@@ -31,8 +31,7 @@ async def fanout_run(workdir: Path, subjects: int, kinds: list[str], *, concurre
         await bc.start_gateway(s, concurrency=concurrency)
         idle_rss = bc.proc_sample(s.gateway.proc.pid).rss  # type: ignore[union-attr]
         mocks0 = {k: bc.proc_sample(p.proc.pid) for k, p in s.mocks.items()}
-        run = await bc.run_batch(s, people, batch_id=f"fanout-{subjects}",
-                                 interval=1.0 if subjects >= 10_000 else 0.25)
+        run = await bc.run_batch(s, people, batch_id=f"fanout-{subjects}")
         mocks1 = {k: bc.proc_sample(p.proc.pid) for k, p in s.mocks.items()}
         figures = await bc.db_figures(s)
         lines = failed = 0

@@ -35,7 +35,7 @@ async def gateway_run(workdir: Path, people: list[testing.SyntheticSubject], *,
         await bc.start_gateway(s, concurrency=concurrency)
         mock = s.mocks[s.agencies[0].id].proc.pid
         m0 = bc.proc_sample(mock)
-        run = await bc.run_batch(s, people, interval=1.0)
+        run = await bc.run_batch(s, people)
         m1 = bc.proc_sample(mock)
         figures = await bc.db_figures(s)
         out = workdir / "results.ndjson"
@@ -81,7 +81,7 @@ async def relay_run(workdir: Path, people: list[testing.SyntheticSubject], *,
                     status = await resp.json()
                 if status["state"] == "done":
                     break
-                await asyncio.sleep(1.0 if len(people) >= 10_000 else 0.25)
+                await asyncio.sleep(bc.poll_interval(len(people)))
             r1, m1 = bc.proc_sample(relay.proc.pid), bc.proc_sample(mock)
             async with session.get(f"{url}/batches/relay-1/results") as resp:
                 results = [json.loads(line) for line in (await resp.text()).splitlines()]

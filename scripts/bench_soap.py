@@ -30,7 +30,7 @@ async def gateway_run(workdir: Path, people: list[testing.SyntheticSubject], *,
         await bc.start_gateway(s, concurrency=concurrency)
         mock = s.mocks[s.agencies[0].id].proc.pid
         m0 = bc.proc_sample(mock)
-        run = await bc.run_batch(s, people, batch_id="soap-1", interval=0.5)
+        run = await bc.run_batch(s, people, batch_id="soap-1")
         m1 = bc.proc_sample(mock)
         figures = await bc.db_figures(s)
         out = workdir / "results.ndjson"
