@@ -18,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import sqlite3
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -29,6 +31,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import Pool
 
 from gateway.errors import ConfigError
 
@@ -47,6 +50,8 @@ WAL_CHECKPOINT_SECONDS = 1.0
 
 # PostgreSQL: a pooled connection idle this long is pinged before it is used (_ping_when_idle).
 PING_AFTER_IDLE_SECONDS = 1.0
+# When driver_execute last saw a pool's connection lost (monotonic seconds).
+_LOST_AT: weakref.WeakKeyDictionary[Pool, float] = weakref.WeakKeyDictionary()
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +63,24 @@ def driver_execute(conn: Connection, statement: str, params: tuple[Any, ...] = (
     """``statement`` on the driver's own cursor of ``conn`` (the store's hot path: through
     SQLAlchemy's execution each statement cost more Python than SQLite takes to run it).
     Errors are raised as SQLAlchemy raises them, since callers tell them apart by class
-    (``run_write`` recognises "locked", the store ``IntegrityError``). Returns the cursor, to
-    fetch from and close."""
+    (``run_write`` recognises "locked", the store ``IntegrityError``), and a lost connection
+    is invalidated (the pool opens another in its place), and the connections in its pool
+    are pinged before their next use (``_ping_when_idle``): a lost connection is most often a
+    server restart, which took the others too. Returns the cursor, to fetch from and close."""
     dbapi_error = conn.dialect.loaded_dbapi.Error
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dbapi_conn = conn.connection.dbapi_connection
+    cursor = dbapi_conn.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(statement, params)
     except dbapi_error as exc:
-        cursor.close()
-        raise DBAPIError.instance(statement, params, exc, dbapi_error) from exc
+        lost = conn.dialect.is_disconnect(exc, dbapi_conn, cursor)
+        with contextlib.suppress(dbapi_error):
+            cursor.close()
+        if lost:
+            _LOST_AT[conn.engine.pool] = time.monotonic()
+            conn.invalidate(exc)
+        raise DBAPIError.instance(statement, params, exc, dbapi_error,
+                                  connection_invalidated=lost) from exc
     return cursor
 
 
@@ -396,8 +410,9 @@ def _ping_when_idle(engine: Engine) -> None:
     Not ``pool_pre_ping``, which pings every checkout: on asyncpg its ping is three round trips
     (BEGIN, an empty query, ROLLBACK), and every claim and group commit takes a connection, so
     under load it was a third of the store's round trips. A connection back in the pool within
-    the second was alive then; a restart in between fails that one transaction, which SQLAlchemy
-    reports as a disconnect and answers by replacing the whole pool."""
+    the second was alive then; a restart in between fails the transaction that takes it, which
+    is reported as a disconnect, and then every connection that was in the pool before it is
+    pinged too (SQLAlchemy's own path replaces them; ``driver_execute`` marks the pool)."""
 
     @event.listens_for(engine, "checkin")
     def _checked_in(dbapi_conn: Any, record: Any) -> None:
@@ -406,8 +421,11 @@ def _ping_when_idle(engine: Engine) -> None:
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_conn: Any, record: Any, proxy: Any) -> None:
         since = record.info.get("idle_since")
-        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
-            return  # new (just connected), or back in the pool within the second
+        if since is None:
+            return  # just connected
+        lost_at = _LOST_AT.get(engine.pool, -math.inf)
+        if time.monotonic() - since < PING_AFTER_IDLE_SECONDS and since > lost_at:
+            return  # back in the pool within the second, and no connection lost since
         try:
             engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as exc:  # as pool_pre_ping tells them apart

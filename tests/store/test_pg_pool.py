@@ -72,3 +72,28 @@ async def test_a_connection_back_within_the_second_goes_unpinged(
         await one_connection.claim(agency_id="vrs", limit=5, lease_seconds=5, now=NOW)
     assert failed.value.connection_invalidated
     assert await _pid(one_connection) != before
+
+
+async def test_a_connection_lost_under_a_statement_has_the_rest_of_its_pool_pinged(
+        postgres_backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart under load: both pooled connections are dead and back within the second. The
+    first transaction to take one fails on its first prepared statement (the driver's cursor,
+    ``driver_execute``) and says the connection was lost; the next one takes the other dead
+    connection, which is pinged now and replaced, so it succeeds."""
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    store = SqlStore(postgres_backend.url, schema=postgres_backend.schema, pool_size=2)
+    await store.open()
+    try:
+        async with store._db.read() as first, store._db.read() as second:  # two in the pool
+            pids = [int((await c.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one())
+                    for c in (first, second)]
+        assert len(set(pids)) == 2, pids
+        for pid in pids:
+            await _drop(pid)
+        with pytest.raises(DBAPIError) as failed:
+            await store.save_checkpoints([(1, "no-such-lease", {"at": 1})])
+        assert failed.value.connection_invalidated
+        await store.save_checkpoints([(1, "no-such-lease", {"at": 1})])  # the other, replaced
+        assert await _pid(store) not in pids
+    finally:
+        await store.close()
