@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # Every benchmark of issue 7, rewriting docs/benchmarks.md. Issue 7 asks for under 10 minutes
-# on 2 cores: 6.9-7.0 on AMD EPYC machines, 8.6-10.1 on a slower Intel Xeon one (by its speed).
+# on 2 cores: 6.9-7.6 on AMD EPYC machines, 8.6-10.1 on a slower Intel Xeon one (by its speed).
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
 

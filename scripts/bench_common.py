@@ -168,6 +168,11 @@ class Stack:
         return self.workdir / "gateway.db"
 
     @property
+    def kind(self) -> str:
+        """Which store: "sqlite" or "pg"."""
+        return "sqlite" if self.store_url == SQLITE_URL else "pg"
+
+    @property
     def pg_dsn(self) -> str | None:
         """asyncpg's form of ``store_url`` when it is PostgreSQL."""
         return None if self.store_url == SQLITE_URL else self.store_url.replace(
@@ -337,8 +342,7 @@ async def _query(s: Stack, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 async def last_completion(s: Stack) -> float:
     """time.time() of the last recorded completion (the store's clock is the wall clock)."""
-    kind = "sqlite" if s.pg_dsn is None else "pg"
-    [(seconds,)] = await _query(s, "SELECT " + _SECONDS[kind].format("max(updated_at)")
+    [(seconds,)] = await _query(s, "SELECT " + _SECONDS[s.kind].format("max(updated_at)")
                                 + " FROM work")
     return float(seconds)
 
@@ -347,11 +351,10 @@ async def db_figures(s: Stack, *, accepted_since: float = 0.0) -> dict[str, Any]
     """Attempts per work item, and how long items waited in the gateway before their first
     attempt (from acceptance, ``work.created_at``, to the first attempt's start), for the
     items accepted from ``accepted_since`` (seconds since the epoch) on."""
-    kind = "sqlite" if s.pg_dsn is None else "pg"
     rows = await _query(
-        s, "SELECT " + _SECONDS[kind].format("a.started_at - w.created_at") + " FROM work w "
+        s, "SELECT " + _SECONDS[s.kind].format("a.started_at - w.created_at") + " FROM work w "
         "JOIN attempts a ON a.work_pk = w.pk AND a.n = 1 WHERE w.created_at >= "
-        + _SINCE[kind], float(accepted_since))
+        + _SINCE[s.kind], float(accepted_since))
     [(attempts,)] = await _query(s, "SELECT count(*) FROM attempts")
     [(work,)] = await _query(s, "SELECT count(*) FROM work")
     outcomes = dict(await _query(s, "SELECT outcome, count(*) FROM attempts GROUP BY outcome"))
