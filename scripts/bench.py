@@ -1040,7 +1040,7 @@ def _optimisations(w: Any, res: dict[str, Any]) -> None:
       "gateway, the mock and the client for every commit: at 200 calls/s the outcome's commit "
       "waited 2.1-5.6 ms at p50 against 2.3-2.8, and the p99 was no better (17.6-59.8 against "
       "14.6-26.1 ms, two runs each, alternating). On the shared virtual disk of these "
-      "machines one now and then takes "
+      "machines an fsync now and then takes "
       "30-70 ms (seen in about one 10-second run in two at 400 calls/s), which every call in "
       "flight waits for. On the SOAP path the "
       "gateway's cost is the RSA-2048 signature and XML canonicalisation of every message, and "
@@ -1050,8 +1050,9 @@ def _optimisations(w: Any, res: dict[str, Any]) -> None:
       "to 0.68; there the gateway's CPU per call was 1.9 times the AMD figure and the "
       "relay's 1.5 times. And "
       "`make bench`'s own length: 8.6, 9.6, 9.8 and 10.1 minutes on the Intel machine as its "
-      "speed changed through the day (6.9 to 7.6 on the AMD ones), against the 10 it has. A "
-      "third of it is section 4's 100,000-subject batch, bound by the gateway's CPU per call.\n")
+      "speed changed through the day (6.9 to 7.6 on the AMD ones), against the 10 it has. More "
+      "than a third of it is section 4's 100,000-subject batch (the header gives each "
+      "section's minutes), bound by the gateway's CPU per call.\n")
 
 
 def main() -> int:
