@@ -175,7 +175,7 @@ class Stack:
     @property
     def pg_dsn(self) -> str | None:
         """asyncpg's form of ``store_url`` when it is PostgreSQL."""
-        return None if self.store_url == SQLITE_URL else self.store_url.replace(
+        return None if self.kind == "sqlite" else self.store_url.replace(
             "postgresql+asyncpg://", "postgresql://", 1)
 
 

@@ -3,13 +3,18 @@ that every section ran end to end (each run checks its results against the fixtu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
+
+from tests.conftest import need
+from tests.store.conftest import PG_DSN, PG_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,13 +77,6 @@ def test_a_benchmark_on_postgresql_runs_in_a_database_of_its_own_and_drops_it(
         tmp_path: Path) -> None:
     """``BENCH_STORE_URL``: the gateway's store on a PostgreSQL server, for comparing backends;
     every figure read back from the store comes from there, and nothing is left behind."""
-    import asyncio
-
-    import asyncpg
-
-    from tests.conftest import need
-    from tests.store.conftest import PG_DSN, PG_URL
-
     async def bench_databases() -> set[str] | None:
         try:
             conn = await asyncpg.connect(PG_DSN, timeout=5)
